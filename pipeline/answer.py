@@ -1,0 +1,162 @@
+"""Stage 7: answer a question from retrieved passages, citing `file @ mm:ss–mm:ss`, or say nothing found.
+
+The model sees numbered passages and must reply with JSON naming one passage number and a short
+answer (small models cite reliably only when their output is constrained). The code, never the model,
+turns the number into a file and times: a number that was not given is dropped, the citation is
+narrowed from the passage to the segment that carries the answer, and an answer whose words and
+meaning are not found in its cited span is withheld (found: false) rather than shown.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from . import prompts
+from .config import AnswerOptions
+from .embed import Embedder
+from .llm import chat_model, parse_json, structured
+from .records import SENTENCE_END, Answer, Citation, Hit, Segment, Word, mmss
+from .search import SearchOptions, search
+from .store import Library
+
+log = logging.getLogger(__name__)
+
+NOT_FOUND = "I found nothing in the recordings that answers this."
+
+
+def answer_schema(n_passages: int) -> dict:
+    """JSON schema of the model's reply: the passage number first, then the answer."""
+    return {
+        "type": "object",
+        "properties": {
+            "passage": {"type": "integer", "minimum": 0, "maximum": n_passages},
+            "answer": {"type": "string"},
+        },
+        "required": ["passage", "answer"],
+    }
+
+
+def format_passages(hits: list[Hit]) -> str:
+    """Numbered passages with their file and times, as the model sees them."""
+    return "\n\n".join(f"[{i}] {h.file} {mmss(h.start)}-{mmss(h.end)}: {h.text}" for i, h in enumerate(hits, 1))
+
+
+def ask(library: Library, embedder: Embedder, question: str, options: AnswerOptions = AnswerOptions(),
+        search_options: SearchOptions | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
+    """Answer a question from the library, with verified citations, or say that nothing was found."""
+    search_options = replace(search_options or SearchOptions(), k=options.k)
+    hits = search(library, embedder, question, search_options)
+    hits = relevant(hits, options.min_relevance)
+    if not hits:
+        return Answer(question, NOT_FOUND, False)
+    reply = _generate(question, hits, options, on_token)
+    n, text = reply.get("passage"), str(reply.get("answer", "")).strip()
+    if not isinstance(n, int) or not 1 <= n <= len(hits) or not text:
+        return Answer(question, NOT_FOUND, False)
+    citation = narrow(library, embedder, n, hits[n - 1], question, text)
+    if citation is None:
+        return Answer(question, NOT_FOUND, False)
+    return Answer(question, text, True, (citation,))
+
+
+def relevant(hits: list[Hit], floor: float, spread: float = 0.2) -> list[Hit]:
+    """Hits worth showing the model: above the floor and near the best one.
+
+    A small model shown a weakly related passage beside the right one borrows words from it, so
+    passages far below the best are left out.
+    """
+    if not hits or hits[0].score < floor:
+        log.info("best passage %.3f below relevance floor %.2f", hits[0].score if hits else 0.0, floor)
+        return []
+    return [h for h in hits if h.score >= max(floor, hits[0].score - spread)]
+
+
+def _generate(question: str, hits: list[Hit], options: AnswerOptions,
+              on_token: Callable[[str], None] | None) -> dict:
+    messages = prompts.load("answer").format_messages(passages=format_passages(hits), question=question)
+    model = structured(chat_model(options), options.llm, answer_schema(len(hits)))
+    parts = []
+    for chunk in model.stream(messages):
+        parts.append(chunk.content)
+        if on_token:
+            on_token(chunk.content)
+    return parse_json("".join(parts))
+
+
+@dataclass(frozen=True)
+class Span:
+    start: float
+    end: float
+    text: str
+
+
+def sentences(segs: list[Segment]) -> list[Span]:
+    """The sentences of some segments, timed by their words (a segment without words stays whole)."""
+    out: list[Span] = []
+    for seg in segs:
+        if not seg.words:
+            out.append(Span(seg.start, seg.end, seg.text))
+            continue
+        current: list[Word] = []
+        for w in seg.words:
+            current.append(w)
+            if w.text.rstrip().endswith(SENTENCE_END) or w is seg.words[-1]:
+                out.append(Span(current[0].start, current[-1].end, "".join(x.text for x in current).strip()))
+                current = []
+    return out
+
+
+def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, question: str, answer: str) -> Citation | None:
+    """The sentence(s) of the cited passage that carry the answer, or None if none supports it."""
+    segs = [s for s in library.transcript(hit.file_hash).segments
+            if s.flag is None and s.end > hit.start and s.start < hit.end]
+    spans = sentences(segs)
+    if not spans:
+        return None
+    vecs = embedder.embed([answer, question + " " + answer] + [s.text for s in spans])
+    sim = np.maximum(vecs[2:] @ vecs[0], vecs[2:] @ vecs[1])
+    overlap = np.array([lexical_support(answer, s.text) for s in spans])
+    best = int(np.argmax(sim + overlap))
+    if overlap[best] < 0.5 and sim[best] < 0.45:
+        log.info("answer %r not supported by %s (overlap %.2f, sim %.2f)", answer, hit.file, overlap[best], sim[best])
+        return None
+    chosen = _widen(spans, best, answer)
+    return Citation(n=n, file=hit.file, start=chosen[0].start, end=chosen[-1].end,
+                    text=" ".join(s.text for s in chosen), file_hash=hit.file_hash)
+
+
+def _widen(spans: list[Span], best: int, answer: str) -> list[Span]:
+    """Add neighbouring sentences while the answer's words run on into them."""
+    lo = hi = best
+    def support(a: int, b: int) -> float:
+        return lexical_support(answer, " ".join(s.text for s in spans[a:b + 1]))
+    while hi + 1 < len(spans) and support(lo, hi + 1) > support(lo, hi) + 0.1:
+        hi += 1
+    while lo > 0 and support(lo - 1, hi) > support(lo, hi) + 0.1:
+        lo -= 1
+    return spans[lo:hi + 1]
+
+_STOP = frozenset("a an the of to in on at for and or but is are was were be been it its this that with as by "
+                  "from he she they we you i his her their our your what who where when which how did do does".split())
+
+
+def words(text: str) -> list[str]:
+    """Lower-case, accent-free word tokens (letters and digits), for matching answers to transcripts."""
+    text = unicodedata.normalize("NFKD", text.casefold())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return re.findall(r"\w+", text)
+
+
+def lexical_support(answer: str, span: str) -> float:
+    """Share of the answer's content words that occur in the span (0.0 when it has none)."""
+    want = [w for w in words(answer) if w not in _STOP]
+    if not want:
+        return 0.0
+    have = set(words(span))
+    return sum(w in have for w in want) / len(want)

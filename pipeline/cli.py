@@ -1,0 +1,203 @@
+"""The `earmark` command: a thin edge over the pipeline. No pipeline logic lives here; library errors
+become one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from .config import AnswerOptions, EmbedOptions, TranscribeOptions, default_library
+from .errors import EarmarkError
+from .records import mmss
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+class Ctx:
+    """What every command needs: the library directory and the embedder setting."""
+
+    def __init__(self, library: Path, embed_model: str, quiet: bool):
+        self.library_dir, self.embed_model, self.quiet = library, embed_model, quiet
+
+    def open(self):
+        from .embed import load as load_embedder
+        from .store import Library
+
+        lib = Library(self.library_dir, self.embed_model)
+        return lib, load_embedder(EmbedOptions(model=self.embed_model))
+
+
+def _emit_json(data: dict) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@click.group()
+@click.option("--library", type=click.Path(path_type=Path), default=None,
+              help="Library directory (env EARMARK_LIBRARY; default: a per-user data dir).")
+@click.option("--embed-model", default=EmbedOptions().model, show_default=True,
+              help="Embedding model (env EARMARK_EMBED_MODEL); must match the one the library was built with.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.version_option(package_name="earmark")
+@click.pass_context
+def cli(ctx: click.Context, library: Path | None, embed_model: str, quiet: bool, verbose: int) -> None:
+    """Ask questions of your recordings and get answers that cite the exact second."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = Ctx(library or default_library(), embed_model, quiet or not sys.stderr.isatty())
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--whisper-model", default=TranscribeOptions().model, show_default=True,
+              help="Whisper model name (env EARMARK_WHISPER_MODEL).")
+@click.option("--language", default=None, help="Force one language (e.g. en); default: detect per speech region.")
+@click.option("--beam-size", type=int, default=None, help="Beam search width; default greedy (fastest on CPU).")
+@click.pass_obj
+def ingest(obj: Ctx, paths: tuple[Path, ...], whisper_model: str, language: str | None, beam_size: int | None) -> None:
+    """Transcribe and index files and folders (recursively). Already-ingested content is skipped."""
+    from rich.progress import Progress
+
+    from .ingest import IngestOptions, discover
+    from .ingest import ingest as run_ingest
+
+    lib, embedder = obj.open()
+    options = IngestOptions(transcribe=replace(TranscribeOptions(), model=whisper_model, language=language,
+                                               beam_size=beam_size))
+    files = discover(paths)
+    with Progress(disable=obj.quiet, transient=True) as progress:
+        task = progress.add_task("ingesting", total=len(files))
+
+        def on_file(r):
+            progress.advance(task)
+            mark = {"ingested": "ok", "skipped": "skip", "failed": "FAIL"}[r.status]
+            click.echo(f"{mark:4}  {r.path.name}  {r.message}", err=r.status == "failed")
+
+        report = run_ingest(lib, embedder, files, options, on_file=on_file)
+    click.echo(f"{report.count('ingested')} ingested, {report.count('skipped')} skipped, "
+               f"{len(report.failed)} failed")
+    if report.failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("-k", "--top", "k", default=10, show_default=True, help="Number of hits.")
+@click.option("--file", "file_name", default=None, help="Only this recording (file name).")
+@click.option("--language", default=None, help="Only passages in this language (e.g. de).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"hits": [{"file","start","end","text","score"}]}.')
+@click.pass_obj
+def search(obj: Ctx, query: str, k: int, file_name: str | None, language: str | None, as_json: bool) -> None:
+    """Find the passages that best match QUERY."""
+    from .search import SearchOptions
+    from .search import search as run_search
+
+    lib, embedder = obj.open()
+    hits = run_search(lib, embedder, query, SearchOptions(k=k, file=file_name, language=language))
+    if as_json:
+        return _emit_json({"hits": [h.to_json() for h in hits]})
+    if not hits:
+        click.echo("no hits (is anything ingested? `earmark status`)")
+    for h in hits:
+        click.echo(f"{h.score:.3f}  {h.file} @ {mmss(h.start)}–{mmss(h.end)}  {h.text[:160]}")
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--llm", default=AnswerOptions().llm, show_default=True,
+              help="Answering backend: llama-cpp, openai or ollama (env EARMARK_LLM).")
+@click.option("--llm-model", default=AnswerOptions().model, help="Model for the backend (env EARMARK_LLM_MODEL).")
+@click.option("--file", "file_name", default=None, help="Only this recording (file name).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"question","answer","found","citations":[{"n","file","start","end","text"}]}.')
+@click.pass_obj
+def ask(obj: Ctx, question: str, llm: str, llm_model: str, file_name: str | None, as_json: bool) -> None:
+    """Answer QUESTION from the recordings, citing file @ mm:ss–mm:ss."""
+    from .answer import ask as run_ask
+    from .search import SearchOptions
+
+    lib, embedder = obj.open()
+    answer = run_ask(lib, embedder, question, replace(AnswerOptions(), llm=llm, model=llm_model),
+                     SearchOptions(file=file_name))
+    if as_json:
+        return _emit_json(answer.to_json())
+    click.echo(answer.answer)
+    for c in answer.citations:
+        click.echo(f"  [{c.n}] {c.file} @ {mmss(c.start)}–{mmss(c.end + 0.999)}  \"{c.text}\"")
+
+
+@cli.command()
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole transcript with segment and word times.")
+@click.pass_obj
+def transcript(obj: Ctx, file: str, as_json: bool) -> None:
+    """Print a recording's transcript as timestamped lines (FILE: name as ingested, path or hash)."""
+    from .store import Library
+
+    lib = Library(obj.library_dir, obj.embed_model)
+    t = lib.transcript(lib.find(file).sha256)
+    if as_json:
+        return _emit_json(t.to_dict())
+    for s in t.segments:
+        flag = f"  [{s.flag}: not indexed]" if s.flag else ""
+        click.echo(f"[{mmss(s.start)}–{mmss(s.end + 0.999)}] ({s.language}) {s.text}{flag}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print files, hours, passages and models as JSON.")
+@click.pass_obj
+def status(obj: Ctx, as_json: bool) -> None:
+    """What the library holds: recordings, hours of audio, passages, models."""
+    from .store import Library
+
+    lib = Library(obj.library_dir, obj.embed_model)
+    recs = lib.recordings()
+    data = {
+        "library": str(lib.root), "files": len(recs),
+        "hours": round(sum(r.duration or 0 for r in recs) / 3600, 4),
+        "passages": sum(r.passages for r in recs), "embed_model": lib.embed_model,
+        "whisper_models": sorted({r.transcribe_model.get("name", "?") for r in recs}),
+        "recordings": [{"file": r.file_name, "sha256": r.sha256, "duration": r.duration, "status": r.status,
+                        "languages": r.languages, "passages": r.passages} for r in recs],
+    }
+    if as_json:
+        return _emit_json(data)
+    click.echo(f"{data['library']}: {data['files']} recordings, {data['hours'] * 60:.1f} min, "
+               f"{data['passages']} passages; embedder {data['embed_model']}, whisper {data['whisper_models']}")
+    for r in recs:
+        click.echo(f"  {r.status:11} {mmss(r.duration or 0):>8}  {','.join(r.languages):8} {r.file_name}")
+
+
+@cli.command()
+@click.pass_obj
+def reindex(obj: Ctx) -> None:
+    """Rebuild the passage index from the stored transcripts (e.g. after changing chunking)."""
+    from .config import ChunkOptions
+    from .ingest import index_transcript
+
+    lib, embedder = obj.open()
+    for r in lib.recordings():
+        n = index_transcript(lib, embedder, lib.transcript(r.sha256), ChunkOptions())
+        click.echo(f"{r.file_name}: {n} passages")
+
+
+def main() -> None:
+    """Console entry point: run the CLI, turning earmark's errors into one line and exit code 2."""
+    try:
+        cli(standalone_mode=False)
+    except EarmarkError as e:
+        click.echo(f"earmark: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)

@@ -1,0 +1,78 @@
+"""Where things live and the options of each stage, one frozen dataclass per stage.
+
+Every model is a setting: naming a bigger Whisper, another embedder or a remote LLM is configuration,
+never a code change. Settings come from CLI flags first, then EARMARK_* environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_library() -> Path:
+    """The library directory: $EARMARK_LIBRARY, else a per-user data directory."""
+    env = os.environ.get("EARMARK_LIBRARY")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("earmark")) / "library"
+
+
+def default_models_dir() -> Path:
+    """Where assembled and converted weights are cached: $EARMARK_MODELS_DIR, else a user cache dir."""
+    env = os.environ.get("EARMARK_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("earmark")) / "models"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    model: str = _env("EARMARK_WHISPER_MODEL", "base")  # a name in models.WHISPER_MODELS or a .pt path
+    backend: str = _env("EARMARK_WHISPER_BACKEND", "openai-whisper")  # see transcribe.BACKENDS
+    beam_size: int | None = None  # None = greedy; 5 is ~5x slower on CPU for a small WER gain
+    language: str | None = None  # force one language; None detects it per speech region
+    threads: int = int(_env("EARMARK_THREADS", str(os.cpu_count() or 2)))
+    # Whisper's usual guards against silence and music hallucination.
+    no_speech_threshold: float = 0.6
+    logprob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+    # Speech regions from voice activity are packed into windows of at most this many seconds,
+    # each decoded with its own detected language (Whisper decides language from its first 30 s).
+    max_window: float = 30.0
+
+
+@dataclass(frozen=True)
+class ChunkOptions:
+    min_seconds: float = 20.0  # a passage grows to at least this long before it may end
+    max_seconds: float = 60.0  # and never past this
+    overlap_segments: int = 1  # segments repeated at the start of the next passage
+    max_gap: float = 8.0  # a silence longer than this ends a passage early
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    model: str = _env("EARMARK_EMBED_MODEL", "all-MiniLM-L6-v2")  # models.EMBEDDERS name or a dir
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class AnswerOptions:
+    llm: str = _env("EARMARK_LLM", "llama-cpp")  # see llm.BACKENDS
+    model: str = _env("EARMARK_LLM_MODEL", "")  # backend's model name; "" = the backend's default
+    base_url: str = _env("EARMARK_LLM_BASE_URL", "")  # for openai-compatible and ollama
+    k: int = 5  # passages shown to the model
+    max_tokens: int = 200
+    temperature: float = 0.0
+    # A question whose best passage is less similar than this is answered "found nothing"
+    # without asking the model (cosine similarity of MiniLM embeddings).
+    min_relevance: float = 0.25

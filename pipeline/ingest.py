@@ -1,0 +1,157 @@
+"""Ingest: files and folders in, searchable recordings out (audio → transcribe → chunk → embed → store).
+
+Each file goes through the stages in order and its state is committed after each one, so an
+interrupted run resumes where it stopped: a file already indexed (same bytes, any name) is skipped,
+one already transcribed is only indexed. A file that fails is reported and the rest continue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import audio as audio_mod
+from .chunk import passages as make_passages
+from .config import ChunkOptions, EmbedOptions, TranscribeOptions
+from .embed import Embedder
+from .errors import EarmarkError
+from .records import Transcript
+from .store import Library, now
+from .transcribe import transcribe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    transcribe: TranscribeOptions = TranscribeOptions()
+    chunk: ChunkOptions = ChunkOptions()
+    embed: EmbedOptions = EmbedOptions()
+
+
+@dataclass
+class FileResult:
+    path: Path
+    status: str  # "ingested" | "skipped" | "failed"
+    message: str = ""
+    sha256: str = ""
+    duration: float = 0.0
+
+
+@dataclass
+class IngestReport:
+    results: list[FileResult] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # wall seconds per stage
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+
+
+def discover(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named directly, plus audio/video files found recursively in folders, in a stable order."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in audio_mod.AUDIO_EXTENSIONS)
+        else:
+            found.append(p)
+    return list(dict.fromkeys(found))
+
+
+def ingest(library: Library, embedder: Embedder, paths: Iterable[str | Path],
+           options: IngestOptions = IngestOptions(),
+           on_file: Callable[[FileResult], None] | None = None) -> IngestReport:
+    """Ingest every file under `paths`; failures are recorded per file, never raised."""
+    report = IngestReport()
+    for path in discover(paths):
+        try:
+            result = ingest_file(library, embedder, path, options, report)
+        except EarmarkError as e:
+            result = FileResult(path, "failed", str(e))
+        except Exception as e:  # a batch boundary: one bad file must not stop a folder
+            log.exception("unexpected failure on %s", path)
+            result = FileResult(path, "failed", f"{path.name}: unexpected {type(e).__name__}: {e}")
+        report.results.append(result)
+        if on_file:
+            on_file(result)
+    return report
+
+
+def ingest_file(library: Library, embedder: Embedder, path: Path, options: IngestOptions,
+                report: IngestReport) -> FileResult:
+    """Bring one file up to 'indexed', doing only the stages it still needs."""
+    if not path.is_file():
+        raise EarmarkError(f"{path}: no such file")
+    t = time.perf_counter()
+    sha = audio_mod.sha256_file(path)
+    report.add_time("hash", time.perf_counter() - t)
+    rec = library.recording(sha)
+    if rec and rec.status == "indexed":
+        same = "" if rec.file_name == path.name else f" as {rec.file_name} (same content)"
+        return FileResult(path, "skipped", f"already in the library{same}", sha, rec.duration or 0.0)
+    if rec and library.transcript_path(sha).exists():
+        transcript = library.transcript(sha)
+    else:
+        transcript = _transcribe(library, path, sha, options.transcribe, report)
+    n = index_transcript(library, embedder, transcript, options.chunk, report)
+    return FileResult(path, "ingested", f"{n} passages", sha, transcript.duration)
+
+
+def _transcribe(library: Library, path: Path, sha: str, options: TranscribeOptions,
+                report: IngestReport) -> Transcript:
+    t = time.perf_counter()
+    audio = audio_mod.load(path, sha256=sha)
+    report.add_time("decode", time.perf_counter() - t)
+    t = time.perf_counter()
+    segments = transcribe(audio, options)
+    report.add_time("transcribe", time.perf_counter() - t)
+    transcript = Transcript(file_hash=sha, file_name=path.name, duration=round(audio.duration, 3),
+                            segments=tuple(segments), model=model_record(options), created=now())
+    library.save_transcript(transcript)
+    library.upsert_recording(sha, file_name=path.name, path=str(path.resolve()), size=audio.size,
+                             duration=transcript.duration, status="transcribed",
+                             languages=transcript.languages, transcribe_model=transcript.model)
+    return transcript
+
+
+def index_transcript(library: Library, embedder: Embedder, transcript: Transcript,
+                     options: ChunkOptions, report: IngestReport | None = None) -> int:
+    """(Re)build a recording's passages in the index from its transcript; returns their count."""
+    t = time.perf_counter()
+    passages = make_passages(transcript, options)
+    vectors = embedder.embed([p.text for p in passages])
+    t_embed = time.perf_counter()
+    library.index.replace_file(transcript.file_hash, passages, vectors)
+    rec = library.recording(transcript.file_hash)
+    library.upsert_recording(
+        transcript.file_hash, file_name=rec.file_name if rec else transcript.file_name,
+        path=rec.path if rec else "", size=rec.size if rec else 0, duration=transcript.duration,
+        status="indexed", languages=transcript.languages, transcribe_model=transcript.model,
+        passages=len(passages))
+    if report is not None:
+        report.add_time("chunk+embed", t_embed - t)
+        report.add_time("store", time.perf_counter() - t_embed)
+    return len(passages)
+
+
+def model_record(options: TranscribeOptions) -> dict:
+    """Which model, version and settings produce a transcript (kept with it for provenance)."""
+    import importlib.metadata as md
+
+    settings = {k: v for k, v in asdict(options).items() if k not in ("threads",)}
+    try:
+        version = md.version("openai-whisper")
+    except md.PackageNotFoundError:
+        version = "unknown"
+    return {"name": options.model, "backend": options.backend, "backend_version": version,
+            "settings": settings}

@@ -1,0 +1,145 @@
+"""The answering model, as a LangChain chat model chosen by name from a plain registry.
+
+- `llama-cpp` (default): the packaged GGUF run in-process by llama.cpp; no server, no key.
+- `openai`: any OpenAI-compatible endpoint (EARMARK_LLM_BASE_URL, OPENAI_API_KEY), via langchain-openai.
+- `ollama`: a local Ollama server, via langchain-ollama.
+
+Small models cite reliably only when their output is constrained, so every backend is asked for JSON
+matching a schema (`structured`). The llama.cpp adapter is written here rather than taken from
+langchain-community: that package's ChatLlamaCpp drags in a large dependency set and does not pass
+llama.cpp's `response_format` JSON-schema constraint through, which is the one feature we need.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from .config import AnswerOptions
+from .errors import ConfigError, LLMError
+
+log = logging.getLogger(__name__)
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system"}
+
+
+@functools.lru_cache(maxsize=2)
+def _llama(model_path: str, n_ctx: int, n_threads: int):
+    from llama_cpp import Llama
+
+    log.info("loading %s", model_path)
+    return Llama(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, seed=0, verbose=False)
+
+
+class ChatLlamaCpp(BaseChatModel):
+    """A GGUF model run in-process by llama-cpp-python, with `response_format` passed through."""
+
+    model_path: str
+    n_ctx: int = 4096
+    n_threads: int = 2
+    temperature: float = 0.0
+    max_tokens: int = 256
+
+    @property
+    def _llm_type(self) -> str:
+        return "earmark-llama-cpp"
+
+    def _request(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> dict:
+        return {
+            "messages": [{"role": _ROLES.get(m.type, "user"), "content": m.content} for m in messages],
+            "temperature": self.temperature, "max_tokens": kwargs.get("max_tokens", self.max_tokens),
+            "stop": stop, "response_format": kwargs.get("response_format"),
+        }
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        out = _llama(self.model_path, self.n_ctx, self.n_threads).create_chat_completion(
+            **self._request(messages, stop, **kwargs))
+        text = out["choices"][0]["message"]["content"] or ""
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        llama = _llama(self.model_path, self.n_ctx, self.n_threads)
+        for part in llama.create_chat_completion(stream=True, **self._request(messages, stop, **kwargs)):
+            delta = part["choices"][0]["delta"].get("content") or ""
+            if delta:
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
+                if run_manager:
+                    run_manager.on_llm_new_token(delta, chunk=chunk)
+                yield chunk
+
+
+def _llama_cpp(options: AnswerOptions) -> BaseChatModel:
+    import os
+
+    from .models import llm_gguf
+
+    path = llm_gguf(options.model) if options.model else llm_gguf()
+    return ChatLlamaCpp(model_path=str(path), temperature=options.temperature, max_tokens=options.max_tokens,
+                        n_threads=int(os.environ.get("EARMARK_THREADS", os.cpu_count() or 2)))
+
+
+def _openai(options: AnswerOptions) -> BaseChatModel:
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError as e:
+        raise ConfigError("the openai backend needs `pip install 'earmark[openai]'`") from e
+    kwargs = {"base_url": options.base_url} if options.base_url else {}
+    return ChatOpenAI(model=options.model or "gpt-4o-mini", temperature=options.temperature,
+                      max_tokens=options.max_tokens, **kwargs)
+
+
+def _ollama(options: AnswerOptions) -> BaseChatModel:
+    try:
+        from langchain_ollama import ChatOllama
+    except ImportError as e:
+        raise ConfigError("the ollama backend needs `pip install 'earmark[ollama]'`") from e
+    kwargs = {"base_url": options.base_url} if options.base_url else {}
+    return ChatOllama(model=options.model or "qwen2.5:0.5b", temperature=options.temperature,
+                      num_predict=options.max_tokens, **kwargs)
+
+
+BACKENDS: dict[str, Callable[[AnswerOptions], BaseChatModel]] = {
+    "llama-cpp": _llama_cpp,
+    "openai": _openai,
+    "ollama": _ollama,
+}
+
+
+def chat_model(options: AnswerOptions) -> BaseChatModel:
+    """The chat model named in the options; an unknown name lists the valid ones."""
+    if options.llm not in BACKENDS:
+        raise ConfigError(f"unknown LLM backend {options.llm!r}; choose one of: {', '.join(sorted(BACKENDS))}")
+    return BACKENDS[options.llm](options)
+
+
+# How each backend is asked for JSON matching a schema, by backend name.
+_STRUCTURED: dict[str, Callable[[BaseChatModel, dict], Any]] = {
+    "llama-cpp": lambda m, schema: m.bind(response_format={"type": "json_object", "schema": schema}),
+    "ollama": lambda m, schema: m.bind(format=schema),
+    "openai": lambda m, schema: m.bind(response_format={
+        "type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}),
+}
+
+
+def structured(model: BaseChatModel, backend: str, schema: dict):
+    """The model bound so that its output is JSON matching `schema`, in its backend's own dialect."""
+    return _STRUCTURED[backend](model, schema)
+
+
+def parse_json(text: str) -> dict:
+    """The JSON object in a model's reply; LLMError if there is none."""
+    start, end = text.find("{"), text.rfind("}")
+    try:
+        return json.loads(text[start:end + 1])
+    except (ValueError, json.JSONDecodeError) as e:
+        raise LLMError(f"the model did not return JSON: {text[:120]!r}") from e

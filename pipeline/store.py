@@ -1,0 +1,186 @@
+"""Stage 5: the library directory, the system of record for everything ingested.
+
+    LIBRARY/
+      catalog.sqlite       recordings: hash, name, path, size, duration, status, models (WAL mode)
+      transcripts/H.json   one transcript per recording hash (the system of record)
+      chroma/              the passage index (vectors.PassageIndex); rebuildable from the transcripts
+
+Every write is atomic (temp file + rename, or one SQLite transaction), so an interrupted ingest leaves
+nothing half-written and simply resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import LibraryError
+from .records import Transcript
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS recordings (
+    sha256 TEXT PRIMARY KEY,
+    file_name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    duration REAL,
+    status TEXT NOT NULL,          -- transcribed | indexed
+    languages TEXT,                -- JSON list, in order of appearance
+    transcribe_model TEXT,         -- JSON: model, backend, version, settings
+    embed_model TEXT,
+    passages INTEGER DEFAULT 0,
+    ingested_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recordings_name ON recordings(file_name);
+"""
+
+
+@dataclass(frozen=True)
+class Recording:
+    sha256: str
+    file_name: str
+    path: str
+    size: int
+    duration: float | None
+    status: str
+    languages: list[str]
+    transcribe_model: dict
+    embed_model: str | None
+    passages: int
+    ingested_at: str
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601, to the second."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes so that readers see the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Library:
+    """A library directory: catalog, transcripts and the passage index, opened for one embedder."""
+
+    def __init__(self, root: Path, embed_model: str):
+        self.root = Path(root).expanduser()
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "transcripts").mkdir(exist_ok=True)
+        self.db = sqlite3.connect(self.root / "catalog.sqlite", timeout=30, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+        self.embed_model = self._check_embed_model(embed_model)
+        self._index = None
+
+    def _check_embed_model(self, name: str) -> str:
+        row = self.db.execute("SELECT value FROM meta WHERE key='embed_model'").fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('embed_model', ?)", (name,))
+            return name
+        if row["value"] != name:
+            raise LibraryError(
+                f"library {self.root} was indexed with embedder {row['value']!r}, not {name!r}: "
+                f"use --embed-model {row['value']} (or EARMARK_EMBED_MODEL), or start a new library")
+        return name
+
+    @property
+    def index(self):
+        """The passage index (opened on first use: Chroma is slow to import)."""
+        if self._index is None:
+            from .vectors import PassageIndex
+
+            self._index = PassageIndex(self.root / "chroma", self.embed_model)
+        return self._index
+
+    # --- transcripts -------------------------------------------------------------------------
+    def transcript_path(self, sha256: str) -> Path:
+        return self.root / "transcripts" / f"{sha256}.json"
+
+    def save_transcript(self, t: Transcript) -> None:
+        """Store a transcript; an older one for the same recording is kept as a version beside it."""
+        path = self.transcript_path(t.file_hash)
+        if path.exists():
+            old = json.loads(path.read_text())
+            stamp = old.get("created", "old").replace(":", "")
+            os.replace(path, path.with_name(f"{t.file_hash}.{stamp}.json"))
+        write_atomic(path, json.dumps(t.to_dict(), ensure_ascii=False, indent=1).encode())
+
+    def transcript(self, sha256: str) -> Transcript:
+        """The current transcript of a recording."""
+        path = self.transcript_path(sha256)
+        if not path.exists():
+            raise LibraryError(f"no transcript for {sha256[:12]} in {self.root}")
+        return Transcript.from_dict(json.loads(path.read_text()))
+
+    # --- catalog -----------------------------------------------------------------------------
+    def recording(self, sha256: str) -> Recording | None:
+        row = self.db.execute("SELECT * FROM recordings WHERE sha256=?", (sha256,)).fetchone()
+        return _recording(row) if row else None
+
+    def recordings(self) -> list[Recording]:
+        rows = self.db.execute("SELECT * FROM recordings ORDER BY file_name").fetchall()
+        return [_recording(r) for r in rows]
+
+    def find(self, name_or_hash: str) -> Recording:
+        """A recording by file name, path or hash prefix; an error says what is there otherwise."""
+        key = Path(name_or_hash).name
+        rows = self.db.execute(
+            "SELECT * FROM recordings WHERE file_name=? OR sha256 LIKE ? ORDER BY ingested_at",
+            (key, f"{name_or_hash}%") if len(name_or_hash) >= 8 else (key, "\0")).fetchall()
+        if not rows:
+            raise LibraryError(f"{name_or_hash!r} is not in the library {self.root}: "
+                               "`earmark status` lists what is")
+        return _recording(rows[0])
+
+    def upsert_recording(self, sha256: str, *, file_name: str, path: str, size: int,
+                         duration: float, status: str, languages: list[str],
+                         transcribe_model: dict, passages: int = 0) -> None:
+        """Insert or update a recording's catalog row in one transaction."""
+        ts = now()
+        self.db.execute(
+            """INSERT INTO recordings (sha256, file_name, path, size, duration, status, languages,
+                   transcribe_model, embed_model, passages, ingested_at, updated_at)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+               ON CONFLICT(sha256) DO UPDATE SET status=excluded.status, duration=excluded.duration,
+                   languages=excluded.languages, transcribe_model=excluded.transcribe_model,
+                   embed_model=excluded.embed_model, passages=excluded.passages,
+                   updated_at=excluded.updated_at""",
+            (sha256, file_name, path, size, duration, status, json.dumps(languages),
+             json.dumps(transcribe_model), self.embed_model, passages, ts, ts))
+
+    def durations(self) -> dict[str, float]:
+        """Recording duration by file name, for checking that citations lie inside recordings."""
+        return {r.file_name: r.duration or 0.0 for r in self.recordings()}
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _recording(row: sqlite3.Row) -> Recording:
+    return Recording(
+        sha256=row["sha256"], file_name=row["file_name"], path=row["path"], size=row["size"],
+        duration=row["duration"], status=row["status"], languages=json.loads(row["languages"] or "[]"),
+        transcribe_model=json.loads(row["transcribe_model"] or "{}"), embed_model=row["embed_model"],
+        passages=row["passages"] or 0, ingested_at=row["ingested_at"])

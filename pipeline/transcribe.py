@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 
@@ -24,69 +25,92 @@ from .vad import Region, pack_windows, speech_regions
 
 log = logging.getLogger(__name__)
 
-# A window decoder takes 16 kHz samples and options and returns (language, whisper-style segment dicts)
-# with times relative to the window: {"start", "end", "text", "words": [...], "avg_logprob", ...}.
-WindowDecoder = Callable[[np.ndarray, TranscribeOptions], tuple[str, list[dict]]]
+class OpenAIWhisper:
+    """The reference backend: openai-whisper on the packaged (converted) weights."""
 
+    def __init__(self, options: TranscribeOptions):
+        import torch
 
-def _openai_whisper(options: TranscribeOptions) -> WindowDecoder:
-    import torch
+        from .models import load_whisper
 
-    from .models import load_whisper
+        torch.set_num_threads(options.threads)
+        self.model = load_whisper(options.model)
 
-    torch.set_num_threads(options.threads)
-    model = load_whisper(options.model)
+    def language(self, samples: np.ndarray) -> tuple[str, float]:
+        """The most likely language of a piece of speech (up to 30 s), with its probability."""
+        import whisper
 
-    def decode(window: np.ndarray, opts: TranscribeOptions) -> tuple[str, list[dict]]:
-        result = model.transcribe(
-            window, language=opts.language, task="transcribe", fp16=False,
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(samples), self.model.dims.n_mels)
+        _, probs = self.model.detect_language(mel)
+        lang = max(probs, key=probs.get)
+        return lang, float(probs[lang])
+
+    def decode(self, samples: np.ndarray, language: str, opts: TranscribeOptions) -> list[dict]:
+        """Whisper-style segment dicts with times relative to the start of `samples`."""
+        result = self.model.transcribe(
+            samples, language=language, task="transcribe", fp16=False,
             beam_size=opts.beam_size, best_of=None if opts.beam_size else 5,
             temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
             condition_on_previous_text=False, word_timestamps=True,
-            no_speech_threshold=opts.no_speech_threshold,
-            logprob_threshold=opts.logprob_threshold,
+            no_speech_threshold=opts.no_speech_threshold, logprob_threshold=opts.logprob_threshold,
             compression_ratio_threshold=opts.compression_ratio_threshold, verbose=None)
-        return result["language"], result["segments"]
-
-    return decode
+        return result["segments"]
 
 
-# Backends by explicit name; each builds a window decoder once per process.
-BACKENDS: dict[str, Callable[[TranscribeOptions], WindowDecoder]] = {
-    "openai-whisper": _openai_whisper,
+# Backends by explicit name; each is built once per process and options.
+BACKENDS: dict[str, type] = {
+    "openai-whisper": OpenAIWhisper,
 }
 
-_decoders: dict[tuple, WindowDecoder] = {}
+_backends: dict[tuple, object] = {}
+
+# Regions shorter than this take their neighbour's language: detection on a word or two is noise.
+MIN_DETECT_SECONDS = 1.0
 
 
-def decoder(options: TranscribeOptions) -> WindowDecoder:
-    """The (cached) window decoder for these options; an unknown backend lists the valid ones."""
+def backend(options: TranscribeOptions):
+    """The (cached) backend for these options; an unknown name lists the valid ones."""
     if options.backend not in BACKENDS:
         raise ConfigError(f"unknown transcription backend {options.backend!r}; "
                           f"choose one of: {', '.join(sorted(BACKENDS))}")
     key = (options.backend, options.model, options.threads)
-    if key not in _decoders:
-        _decoders[key] = BACKENDS[options.backend](options)
-    return _decoders[key]
+    if key not in _backends:
+        _backends[key] = BACKENDS[options.backend](options)
+    return _backends[key]
 
 
 def transcribe(audio: Audio, options: TranscribeOptions) -> list[Segment]:
     """Transcribe a whole recording into segments on its original timeline."""
-    decode = decoder(options)
-    windows = pack_windows(speech_regions(audio.samples), options.max_window, len(audio.samples))
-    log.info("%s: %d speech windows", audio.path.name, len(windows))
+    engine = backend(options)
+    regions = speech_regions(audio.samples)
+    languages = region_languages(engine, audio.samples, regions, options.language)
     segments: list[Segment] = []
-    for window in windows:
-        for seg in _decode_window(decode, audio.samples, window, options):
-            segments.append(_with_id(seg, len(segments)))
+    for window, language in pack_windows(regions, languages, options.max_window):
+        raw = engine.decode(audio.samples[window.start:window.end], language, options)
+        for seg in _segments(raw, window, language, options):
+            segments.append(replace(seg, id=len(segments)))
+    log.info("%s: %d regions, %d segments, languages %s", audio.path.name, len(regions), len(segments),
+             sorted(set(languages)))
     return segments
 
 
-def _decode_window(decode: WindowDecoder, samples: np.ndarray, window: Region,
-                   options: TranscribeOptions) -> Iterator[Segment]:
-    offset = window.start / SAMPLE_RATE
-    language, raw = decode(samples[window.start:window.end], options)
-    limit = window.end / SAMPLE_RATE
+def region_languages(engine, samples: np.ndarray, regions: list[Region], forced: str | None) -> list[str]:
+    """One language per speech region (a meeting may switch language between utterances)."""
+    if forced:
+        return [forced] * len(regions)
+    langs: list[str | None] = [
+        engine.language(samples[r.start:r.end])[0] if r.seconds >= MIN_DETECT_SECONDS else None for r in regions]
+    known = [lang for lang in langs if lang]
+    fallback = known[0] if known else "en"
+    out, last = [], None
+    for lang in langs:
+        last = lang or last or fallback
+        out.append(last)
+    return out
+
+
+def _segments(raw: list[dict], window: Region, language: str, options: TranscribeOptions) -> Iterator[Segment]:
+    offset, limit = window.start / SAMPLE_RATE, window.end / SAMPLE_RATE
     for r in raw:
         text = r["text"].strip()
         if not text:
@@ -104,12 +128,6 @@ def _decode_window(decode: WindowDecoder, samples: np.ndarray, window: Region,
 
 def _clip(t: float, lo: float, hi: float) -> float:
     return round(min(max(t, lo), hi), 3)
-
-
-def _with_id(seg: Segment, i: int) -> Segment:
-    from dataclasses import replace
-
-    return replace(seg, id=i)
 
 
 _LOOP = re.compile(r"(\b.{2,40}?\b)(?:\W+\1){3,}", re.IGNORECASE)

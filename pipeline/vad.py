@@ -48,13 +48,17 @@ def speech_regions(samples: np.ndarray, threshold: float = 0.4, pad_ms: int = 30
     return [Region(int(s["start"]), int(s["end"])) for s in stamps]
 
 
-def pack_windows(regions: list[Region], max_seconds: float, total: int) -> list[Region]:
-    """Join neighbouring regions into windows of at most max_seconds (a longer region stays whole)."""
+def pack_windows(regions: list[Region], languages: list[str], max_seconds: float) -> list[tuple[Region, str]]:
+    """Join neighbouring regions of the same language into windows of at most max_seconds.
+
+    A region longer than the limit stays whole (the decoder walks through it); a change of language
+    always starts a new window, so every window is decoded in its own language.
+    """
     limit = int(max_seconds * SAMPLE_RATE)
-    windows: list[Region] = []
-    for r in regions:
-        if windows and r.end - windows[-1].start <= limit:
-            windows[-1] = Region(windows[-1].start, r.end)
+    windows: list[tuple[Region, str]] = []
+    for r, lang in zip(regions, languages):
+        if windows and windows[-1][1] == lang and r.end - windows[-1][0].start <= limit:
+            windows[-1] = (Region(windows[-1][0].start, r.end), lang)
         else:
-            windows.append(Region(r.start, min(r.end, total)))
+            windows.append((r, lang))
     return windows

@@ -1,0 +1,87 @@
+"""Shared fixtures: offline models in a per-session cache, a temp library per test, real audio."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+# The shared evaluation recordings sit beside the checkout (../shared/data/real).
+REAL = Path(os.environ.get("EARMARK_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
+
+# Set before anything imports the pipeline: no hub, and a models cache of this session's own.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["EARMARK_MODELS_DIR"] = tempfile.mkdtemp(prefix="earmark-test-models-")
+
+
+def real(name: str) -> Path:
+    """A recording from ../shared/data/real; the test is skipped if that folder is absent."""
+    path = REAL / name
+    if not path.exists():
+        pytest.skip(f"{path} not present (the shared evaluation data sits beside the checkout)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _own_library(tmp_path, monkeypatch):
+    """Each test gets an empty library of its own unless it asks for a shared one."""
+    monkeypatch.setenv("EARMARK_LIBRARY", str(tmp_path / "library"))
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from pipeline.embed import load
+
+    return load()
+
+
+@pytest.fixture(scope="session")
+def sample_library(tmp_path_factory, embedder):
+    """A library built once per session from a few real clips; tests must only read it."""
+    from pipeline.ingest import ingest
+    from pipeline.store import Library
+
+    root = tmp_path_factory.mktemp("sample-library")
+    lib = Library(root, embedder.name)
+    files = [SAMPLES / "jfk-inaugural-1961-excerpt.flac", SAMPLES / "librispeech-1995-1837-0001.wav",
+             SAMPLES / "librispeech-2412-153948-0000.flac"]
+    if (REAL / "pyannote-sample-phonecall-2spk.wav").exists():
+        files.append(REAL / "pyannote-sample-phonecall-2spk.wav")
+    report = ingest(lib, embedder, files)
+    assert not report.failed, report.failed
+    return lib
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """Run the real `earmark` entry point in-process; returns (exit code, stdout, stderr)."""
+    from pipeline.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["earmark", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def clips_dir(tmp_path) -> Path:
+    """A folder with two short real clips (copied, so tests may add files beside them)."""
+    d = tmp_path / "clips"
+    d.mkdir()
+    for name in ("librispeech-1272-128104-0000.wav", "jfk-inaugural-1961-excerpt.flac"):
+        shutil.copy(SAMPLES / name, d / name)
+    return d

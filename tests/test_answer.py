@@ -1,0 +1,94 @@
+"""Answers with the embedded LLM on a real library: cited, narrowed, verified, or 'nothing found'."""
+
+import json
+
+import pytest
+
+from pipeline import prompts
+from pipeline.answer import ask, lexical_support, narrow
+from pipeline.config import AnswerOptions
+from pipeline.errors import ConfigError
+from pipeline.llm import chat_model
+from pipeline.records import Hit
+from pipeline.search import search
+
+from .conftest import REAL
+
+
+def test_kennedy_question_cites_the_jfk_file_inside_it(sample_library, embedder):
+    a = ask(sample_library, embedder, "What did Kennedy ask Americans to do?")
+    assert a.found and a.citations
+    c = a.citations[0]
+    assert c.file == "jfk-inaugural-1961-excerpt.flac"
+    assert 0.0 <= c.start < c.end <= 11.0
+    assert "your country" in c.text.lower()
+
+
+def test_unanswerable_question_says_so_and_cites_nothing(sample_library, embedder):
+    a = ask(sample_library, embedder, "What is the boiling point of mercury in Kelvin?")
+    assert not a.found and a.citations == ()
+    assert "nothing" in a.answer.lower()
+
+
+@pytest.mark.skipif(not (REAL / "pyannote-sample-phonecall-2spk.wav").exists(), reason="shared data absent")
+def test_sheila_citation_is_narrowed_to_her_turn(sample_library, embedder):
+    a = ask(sample_library, embedder, "Where is Sheila originally from?")
+    assert a.found and "chicago" in a.answer.lower()
+    c = a.citations[0]
+    assert c.file == "pyannote-sample-phonecall-2spk.wav"
+    assert 13.5 <= c.start and c.end <= 19.0  # her turn is 14.4–17.8 s in the reference
+
+
+def test_an_answer_its_passage_does_not_support_is_withheld(sample_library, embedder):
+    hit = search(sample_library, embedder, "Kennedy fellow Americans country")[0]
+    assert narrow(sample_library, embedder, 1, hit, "What did Kennedy say?", "The budget was cut by forty percent.") is None
+    ok = narrow(sample_library, embedder, 1, hit, "What did Kennedy ask?", "Ask what you can do for your country.")
+    assert ok is not None and ok.start >= 5.0  # the second sentence, not the whole passage
+
+
+def test_search_ranks_the_right_recording_first(sample_library, embedder):
+    hits = search(sample_library, embedder, "the loss of the cotton and the dreams built around it")
+    assert hits[0].file == "librispeech-1995-1837-0001.wav" and hits[0].score > hits[-1].score
+
+
+def test_cli_json_shapes(run_cli, sample_library, monkeypatch):
+    monkeypatch.setenv("EARMARK_LIBRARY", str(sample_library.root))
+    code, out, _ = run_cli("search", "ask not what your country can do", "--json", "-k", "2")
+    hits = json.loads(out)["hits"]
+    assert code == 0 and set(hits[0]) == {"file", "start", "end", "text", "score"}
+    assert hits[0]["file"] == "jfk-inaugural-1961-excerpt.flac"
+    code, out, _ = run_cli("ask", "What did Kennedy ask Americans to do?", "--json")
+    data = json.loads(out)
+    assert code == 0 and set(data) == {"question", "answer", "found", "citations"}
+    assert data["found"] is True and set(data["citations"][0]) == {"n", "file", "start", "end", "text"}
+    assert isinstance(data["citations"][0]["start"], float)
+    code, out, _ = run_cli("ask", "Who painted the Mona Lisa?", "--json")
+    assert json.loads(out)["found"] is False and json.loads(out)["citations"] == []
+
+
+def test_human_readable_answer_shows_file_and_times(run_cli, sample_library, monkeypatch):
+    monkeypatch.setenv("EARMARK_LIBRARY", str(sample_library.root))
+    code, out, _ = run_cli("ask", "What did Kennedy ask Americans to do?")
+    assert code == 0 and "jfk-inaugural-1961-excerpt.flac @ 00:" in out
+
+
+def test_prompt_template_is_validated(tmp_path, monkeypatch):
+    bad = tmp_path / "answer.toml"
+    bad.write_text('variables = ["question"]\nsystem = "x"\nuser = "{passages} {question}"\n')
+    monkeypatch.setattr(prompts, "PROMPTS_DIR", tmp_path)
+    prompts.load.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="declares"):
+            prompts.load("answer")
+    finally:
+        prompts.load.cache_clear()
+
+
+def test_unknown_llm_backend_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="llama-cpp, ollama, openai"):
+        chat_model(AnswerOptions(llm="gpt-magic"))
+
+
+def test_lexical_support_ignores_case_accents_and_stopwords():
+    assert lexical_support("Málaga", "we flew to malaga") == 1.0
+    assert lexical_support("the capital is Canberra", "Sydney is large") == 0.0

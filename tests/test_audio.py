@@ -1,0 +1,59 @@
+"""Decoding any format ffmpeg reads, identity by original bytes, clear errors for non-audio."""
+
+import hashlib
+import subprocess
+
+import pytest
+
+from pipeline import audio
+from pipeline.errors import AudioError
+
+from .conftest import SAMPLES
+
+JFK = SAMPLES / "jfk-inaugural-1961-excerpt.flac"
+
+
+def _ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def test_flac_decodes_to_16k_mono_with_hash_of_original_bytes():
+    a = audio.load(JFK)
+    assert a.samples.dtype.name == "float32" and a.samples.ndim == 1
+    assert a.duration == pytest.approx(11.0, abs=0.05)
+    assert a.sha256 == hashlib.sha256(JFK.read_bytes()).hexdigest()
+    assert 0.05 < abs(a.samples).max() <= 1.0
+
+
+@pytest.mark.parametrize("ext,args", [
+    ("mp3", ["-c:a", "libmp3lame"]), ("m4a", ["-c:a", "aac"]), ("ogg", ["-c:a", "libvorbis"]),
+    ("opus", ["-c:a", "libopus"]), ("wav", []),
+])
+def test_common_formats_decode(tmp_path, ext, args):
+    out = tmp_path / f"jfk.{ext}"
+    _ffmpeg("-i", JFK, *args, out)
+    a = audio.load(out)
+    assert a.duration == pytest.approx(11.0, abs=0.1)
+    # Identity is the file's own bytes, so a transcode is a different recording.
+    assert a.sha256 == hashlib.sha256(out.read_bytes()).hexdigest() != audio.sha256_file(JFK)
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_audio_track_of_video_decodes(tmp_path, ext):
+    out = tmp_path / f"talk.{ext}"
+    _ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x64:d=11", "-i", JFK, "-shortest", "-c:a", "aac", out)
+    assert audio.load(out).duration == pytest.approx(11.0, abs=0.2)
+
+
+def test_empty_file_is_a_clear_error(tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(AudioError, match=r"empty\.wav: empty file"):
+        audio.load(empty)
+
+
+def test_text_renamed_mp3_is_a_clear_error(tmp_path):
+    fake = tmp_path / "notes.mp3"
+    fake.write_text("these are meeting notes, not audio\n" * 20)
+    with pytest.raises(AudioError, match=r"notes\.mp3: not decodable audio"):
+        audio.load(fake)

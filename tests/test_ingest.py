@@ -1,0 +1,85 @@
+"""Ingest through the real `earmark` entry point: skip by content, bad files, resume."""
+
+import json
+import shutil
+
+import pytest
+
+from pipeline import ingest as ingest_mod
+
+from .conftest import SAMPLES
+
+
+def _status(run_cli):
+    code, out, _ = run_cli("status", "--json")
+    assert code == 0
+    return json.loads(out)
+
+
+def test_ingesting_the_same_folder_twice_adds_nothing(run_cli, clips_dir):
+    code, out, _ = run_cli("-q", "ingest", clips_dir)
+    assert code == 0 and "2 ingested, 0 skipped, 0 failed" in out
+    first = _status(run_cli)
+    code, out, _ = run_cli("-q", "ingest", clips_dir)
+    assert code == 0 and "0 ingested, 2 skipped, 0 failed" in out
+    assert _status(run_cli) == first
+    assert first["files"] == 2 and first["passages"] >= 2 and first["hours"] == pytest.approx(16.86 / 3600, abs=2e-4)
+
+
+def test_renamed_copy_is_recognised_by_hash(run_cli, clips_dir, tmp_path):
+    run_cli("-q", "ingest", clips_dir)
+    copy = tmp_path / "renamed-speech.flac"
+    shutil.copy(clips_dir / "jfk-inaugural-1961-excerpt.flac", copy)
+    code, out, _ = run_cli("-q", "ingest", copy)
+    assert code == 0 and "as jfk-inaugural-1961-excerpt.flac (same content)" in out
+    assert _status(run_cli)["files"] == 2
+
+
+def test_broken_files_are_reported_and_the_rest_ingested(run_cli, clips_dir):
+    (clips_dir / "empty.wav").write_bytes(b"")
+    (clips_dir / "notes.mp3").write_text("not audio at all\n" * 50)
+    (clips_dir / "readme.txt").write_text("a sidecar that is not audio and is not looked at")
+    code, out, err = run_cli("-q", "ingest", clips_dir)
+    assert code == 1
+    assert "empty.wav: empty file" in err and "notes.mp3: not decodable audio" in err
+    assert "readme.txt" not in err + out
+    assert "2 ingested, 0 skipped, 2 failed" in out
+    assert {r["file"] for r in _status(run_cli)["recordings"]} == {
+        "jfk-inaugural-1961-excerpt.flac", "librispeech-1272-128104-0000.wav"}
+
+
+def test_interrupted_ingest_resumes_without_retranscribing(run_cli, clips_dir, monkeypatch):
+    calls = []
+    real_index = ingest_mod.index_transcript
+
+    def crash_while_indexing(*args, **kwargs):
+        calls.append(1)
+        raise KeyboardInterrupt  # the user pressed ^C after transcription was saved
+
+    monkeypatch.setattr(ingest_mod, "index_transcript", crash_while_indexing)
+    code, _, _ = run_cli("-q", "ingest", clips_dir / "jfk-inaugural-1961-excerpt.flac")
+    assert code == 130 and calls  # ^C exits like any interrupted command
+    assert _status(run_cli)["recordings"][0]["status"] == "transcribed"
+
+    # On resume, transcription must not run again: only indexing is left to do.
+    monkeypatch.setattr(ingest_mod, "index_transcript", real_index)
+    monkeypatch.setattr(ingest_mod, "transcribe", lambda *a, **k: pytest.fail("re-transcribed"))
+    code, out, _ = run_cli("-q", "ingest", clips_dir / "jfk-inaugural-1961-excerpt.flac")
+    assert code == 0 and "1 ingested" in out
+    assert _status(run_cli)["recordings"][0]["status"] == "indexed"
+
+
+def test_transcript_command_prints_timestamped_lines(run_cli):
+    run_cli("-q", "ingest", SAMPLES / "jfk-inaugural-1961-excerpt.flac")
+    code, out, _ = run_cli("transcript", "jfk-inaugural-1961-excerpt.flac")
+    assert code == 0 and out.startswith("[00:00–") and "ask not what your country" in out
+    code, out, _ = run_cli("transcript", "jfk-inaugural-1961-excerpt.flac", "--json")
+    data = json.loads(out)
+    assert data["file_name"] == "jfk-inaugural-1961-excerpt.flac" and data["model"]["name"] == "base"
+    seg = data["segments"][0]
+    assert {"start", "end", "text", "words", "language", "avg_logprob", "no_speech_prob", "compression_ratio"} <= set(seg)
+
+
+def test_unknown_recording_is_a_one_line_error(run_cli):
+    code, _, err = run_cli("transcript", "nothing-like-this.wav")
+    assert code == 2 and err.count("\n") == 1 and "not in the library" in err

@@ -1,0 +1,50 @@
+"""The library directory: embedder recorded and enforced, transcripts versioned, index rebuildable."""
+
+import json
+
+import pytest
+
+from pipeline.errors import LibraryError
+from pipeline.ingest import index_transcript
+from pipeline.records import Segment, Transcript
+from pipeline.store import Library
+
+
+def _transcript(text="Hello there.", created="2026-01-01T00:00:00+00:00"):
+    seg = Segment(id=0, start=0.5, end=2.0, text=text, words=(), language="en", avg_logprob=-0.2,
+                  no_speech_prob=0.01, compression_ratio=1.1)
+    return Transcript(file_hash="cd" * 32, file_name="a.wav", duration=3.0, segments=(seg,),
+                      model={"name": "base"}, created=created)
+
+
+def test_opening_with_another_embedder_is_an_error(tmp_path):
+    Library(tmp_path, "all-MiniLM-L6-v2").close()
+    with pytest.raises(LibraryError, match="indexed with embedder 'all-MiniLM-L6-v2'.*--embed-model"):
+        Library(tmp_path, "some-other-embedder")
+
+
+def test_catalog_uses_wal(tmp_path):
+    lib = Library(tmp_path, "m")
+    assert lib.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_retranscription_keeps_the_old_transcript_as_a_version(tmp_path):
+    lib = Library(tmp_path, "m")
+    lib.save_transcript(_transcript("First take."))
+    lib.save_transcript(_transcript("Second take.", created="2026-02-01T00:00:00+00:00"))
+    assert lib.transcript("cd" * 32).segments[0].text == "Second take."
+    versions = sorted((tmp_path / "transcripts").glob("*.json"))
+    assert len(versions) == 2
+    assert any(json.loads(v.read_text())["segments"][0]["text"] == "First take." for v in versions)
+    assert not list((tmp_path / "transcripts").glob("*.tmp"))
+
+
+def test_index_is_rebuilt_from_transcripts(tmp_path, embedder):
+    lib = Library(tmp_path, embedder.name)
+    t = _transcript("The quarterly budget was approved on Tuesday.")
+    lib.save_transcript(t)
+    assert index_transcript(lib, embedder, t, __import__("pipeline.config").config.ChunkOptions()) == 1
+    assert index_transcript(lib, embedder, t, __import__("pipeline.config").config.ChunkOptions()) == 1
+    assert lib.index.count() == 1  # idempotent: re-indexing replaces, never duplicates
+    hit = lib.index.query(embedder.embed(["when was the budget approved"])[0], 5)[0]
+    assert (hit.file, hit.start, hit.end) == ("a.wav", 0.5, 2.0)

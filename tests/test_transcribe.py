@@ -1,0 +1,81 @@
+"""Transcription with the packaged Whisper base on real audio."""
+
+import re
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pipeline import audio
+from pipeline.config import TranscribeOptions
+from pipeline.transcribe import flag_of, transcribe
+
+from .conftest import SAMPLES, real
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z ]", "", text.lower())
+
+
+@pytest.fixture(scope="module")
+def jfk_segments():
+    return transcribe(audio.load(SAMPLES / "jfk-inaugural-1961-excerpt.flac"), TranscribeOptions())
+
+
+def test_jfk_transcript_and_first_timestamp(jfk_segments):
+    text = _norm(" ".join(s.text for s in jfk_segments))
+    assert "ask not what your country can do for you" in text
+    assert jfk_segments[0].start < 1.0
+    assert all(s.language == "en" for s in jfk_segments)
+
+
+def test_segments_keep_words_and_decoder_statistics(jfk_segments):
+    seg = jfk_segments[0]
+    assert seg.words and seg.words[0].start >= seg.start - 0.01 and seg.words[-1].end <= seg.end + 0.01
+    assert "".join(w.text for w in seg.words).strip() == seg.text
+    assert seg.avg_logprob < 0 and 0 <= seg.no_speech_prob <= 1 and seg.compression_ratio > 0
+    # Word times are monotonic and lie inside the 11 s recording.
+    starts = [w.start for s in jfk_segments for w in s.words]
+    assert starts == sorted(starts) and starts[-1] < 11.0
+
+
+def test_phone_call_mentions_chicago_around_14_to_21s():
+    segs = transcribe(audio.load(real("pyannote-sample-phonecall-2spk.wav")), TranscribeOptions())
+    hits = [s for s in segs if "chicago" in s.text.lower() and s.end > 14 and s.start < 21]
+    assert hits, [(s.start, s.end, s.text) for s in segs]
+
+
+def test_language_is_detected_per_speech_region(tmp_path):
+    """A file that opens in Mandarin must not have its English decoded as Chinese."""
+    zh = audio.load(real("aishell1-BAC009S0724W0121.wav")).samples
+    en = audio.load(SAMPLES / "jfk-inaugural-1961-excerpt.flac").samples
+    gap = np.zeros(audio.SAMPLE_RATE * 3, dtype=np.float32)
+    path = tmp_path / "zh-then-en.wav"
+    sf.write(path, np.concatenate([zh, gap, en]), audio.SAMPLE_RATE)
+    segs = transcribe(audio.load(path), TranscribeOptions())
+    offset = (len(zh) + len(gap)) / audio.SAMPLE_RATE
+    english = [s for s in segs if s.start >= offset - 0.5]
+    assert {s.language for s in english} == {"en"}
+    assert "ask not what your country" in _norm(" ".join(s.text for s in english))
+    assert any(s.language == "zh" for s in segs if s.end <= offset)
+    # Times are on the stitched file's timeline: JFK starts right after the gap.
+    assert english[0].start == pytest.approx(offset, abs=1.0)
+
+
+def test_silence_and_noise_produce_no_speech(tmp_path):
+    rng = np.random.default_rng(0)
+    quiet = np.concatenate([np.zeros(16000 * 10), rng.normal(0, 0.003, 16000 * 10)]).astype(np.float32)
+    path = tmp_path / "quiet.wav"
+    sf.write(path, quiet, audio.SAMPLE_RATE)
+    segs = transcribe(audio.load(path), TranscribeOptions())
+    assert [s for s in segs if s.flag is None] == []
+
+
+def test_repetition_loops_are_flagged_not_indexed():
+    opts = TranscribeOptions()
+    ok = {"compression_ratio": 1.3, "no_speech_prob": 0.1, "avg_logprob": -0.3}
+    assert flag_of(ok, "And so my fellow Americans, ask not.", opts) is None
+    loop = "Thank you. Thank you. Thank you. Thank you. Thank you."
+    assert flag_of(ok, loop, opts) == "repetition"
+    assert flag_of({**ok, "compression_ratio": 3.1}, "la la la", opts) == "repetition"
+    assert flag_of({**ok, "no_speech_prob": 0.9, "avg_logprob": -1.5}, "you", opts) == "no-speech"

@@ -52,7 +52,7 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     """Answer a question from the library, with verified citations, or say that nothing was found."""
     search_options = replace(search_options or SearchOptions(), k=options.k)
     hits = search(library, embedder, question, search_options)
-    hits = relevant(hits, options.min_relevance)
+    hits = relevant(embedder, question, hits, options.min_relevance)
     if not hits:
         return Answer(question, NOT_FOUND, False)
     reply = _generate(question, hits, options, on_token)
@@ -65,16 +65,22 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     return Answer(question, text, True, (citation,))
 
 
-def relevant(hits: list[Hit], floor: float, spread: float = 0.2) -> list[Hit]:
-    """Hits worth showing the model: above the floor and near the best one.
+def relevant(embedder: Embedder, question: str, hits: list[Hit], floor: float, spread: float = 0.2) -> list[Hit]:
+    """Hits worth showing the model: similar enough to the question, and near the best one.
 
-    A small model shown a weakly related passage beside the right one borrows words from it, so
-    passages far below the best are left out.
+    Similarity is the embedder's cosine, whatever search mode ranked the hits. A small model shown a
+    weakly related passage beside the right one borrows words from it, so passages far below the best
+    are left out; if even the best is below the floor, nothing is relevant.
     """
-    if not hits or hits[0].score < floor:
-        log.info("best passage %.3f below relevance floor %.2f", hits[0].score if hits else 0.0, floor)
+    if not hits:
         return []
-    return [h for h in hits if h.score >= max(floor, hits[0].score - spread)]
+    vecs = embedder.embed([question] + [h.text for h in hits])
+    sims = vecs[1:] @ vecs[0]
+    best = float(sims.max())
+    if best < floor:
+        log.info("best passage %.3f below relevance floor %.2f", best, floor)
+        return []
+    return [h for h, s in zip(hits, sims) if s >= max(floor, best - spread)]
 
 
 def _generate(question: str, hits: list[Hit], options: AnswerOptions,

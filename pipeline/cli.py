@@ -14,7 +14,7 @@ import click
 
 from .config import AnswerOptions, EmbedOptions, TranscribeOptions, default_library
 from .errors import EarmarkError
-from .records import mmss
+from .records import mmss, span
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -91,23 +91,29 @@ def ingest(obj: Ctx, paths: tuple[Path, ...], whisper_model: str, language: str 
 @cli.command()
 @click.argument("query")
 @click.option("-k", "--top", "k", default=10, show_default=True, help="Number of hits.")
+@click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default="hybrid", show_default=True,
+              help="Meaning (dense), words (lexical, BM25) or both fused.")
+@click.option("--exact", is_flag=True, help="Every occurrence of QUERY as a phrase, timed by its words.")
 @click.option("--file", "file_name", default=None, help="Only this recording (file name).")
 @click.option("--language", default=None, help="Only passages in this language (e.g. de).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"hits": [{"file","start","end","text","score"}]}.')
 @click.pass_obj
-def search(obj: Ctx, query: str, k: int, file_name: str | None, language: str | None, as_json: bool) -> None:
-    """Find the passages that best match QUERY."""
+def search(obj: Ctx, query: str, k: int, mode: str, exact: bool, file_name: str | None, language: str | None,
+           as_json: bool) -> None:
+    """Find the passages that best match QUERY (or, with --exact, every occurrence of it)."""
     from .search import SearchOptions
+    from .search import exact as run_exact
     from .search import search as run_search
 
     lib, embedder = obj.open()
-    hits = run_search(lib, embedder, query, SearchOptions(k=k, file=file_name, language=language))
+    options = SearchOptions(k=k, mode=mode, file=file_name, language=language)
+    hits = run_exact(lib, query, options) if exact else run_search(lib, embedder, query, options)
     if as_json:
         return _emit_json({"hits": [h.to_json() for h in hits]})
     if not hits:
         click.echo("no hits (is anything ingested? `earmark status`)")
     for h in hits:
-        click.echo(f"{h.score:.3f}  {h.file} @ {mmss(h.start)}–{mmss(h.end)}  {h.text[:160]}")
+        click.echo(f"{h.score:.3f}  {h.file} @ {span(h.start, h.end)}  {h.text[:160]}")
 
 
 @cli.command()
@@ -131,7 +137,7 @@ def ask(obj: Ctx, question: str, llm: str, llm_model: str, file_name: str | None
         return _emit_json(answer.to_json())
     click.echo(answer.answer)
     for c in answer.citations:
-        click.echo(f"  [{c.n}] {c.file} @ {mmss(c.start)}–{mmss(c.end + 0.999)}  \"{c.text}\"")
+        click.echo(f"  [{c.n}] {c.file} @ {span(c.start, c.end)}  \"{c.text}\"")
 
 
 @cli.command()
@@ -148,7 +154,7 @@ def transcript(obj: Ctx, file: str, as_json: bool) -> None:
         return _emit_json(t.to_dict())
     for s in t.segments:
         flag = f"  [{s.flag}: not indexed]" if s.flag else ""
-        click.echo(f"[{mmss(s.start)}–{mmss(s.end + 0.999)}] ({s.language}) {s.text}{flag}")
+        click.echo(f"[{span(s.start, s.end)}] ({s.language}) {s.text}{flag}")
 
 
 @cli.command()
@@ -187,6 +193,43 @@ def reindex(obj: Ctx) -> None:
     for r in lib.recordings():
         n = index_transcript(lib, embedder, lib.transcript(r.sha256), ChunkOptions())
         click.echo(f"{r.file_name}: {n} passages")
+
+
+@cli.command("eval")
+@click.option("--audio", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of recordings to ingest (recursively).")
+@click.option("--questions", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Question set, JSONL (see eval/sets/README.md).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where report.json, report.md and the plots go.")
+@click.option("--library", "eval_library", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Library to ingest into (or reuse); default: a fresh OUT/library.")
+@click.option("--set", "set_name", default=None, help="Name of the question set in the report (default: file stem).")
+@click.option("--long-minutes", default="10,60", show_default=True,
+              help="Stitched archive lengths in minutes, comma-separated; 0 skips them.")
+@click.option("--no-baseline", is_flag=True, help="Skip the openai-whisper transcribe speed/WER baseline.")
+@click.pass_obj
+def eval_(obj: Ctx, audio: Path, questions: Path, out: Path, eval_library: Path | None, set_name: str | None,
+          long_minutes: str, no_baseline: bool) -> None:
+    """Measure retrieval, answers, transcription, timestamps and speed on AUDIO with QUESTIONS."""
+    from earmark_eval.report import headline
+    from earmark_eval.run import EvalInputError, run_eval
+
+    try:
+        minutes = tuple(m for m in (float(x) for x in long_minutes.split(",") if x.strip()) if m > 0)
+    except ValueError:
+        raise click.BadParameter(f"{long_minutes!r} is not a comma-separated list of minutes",
+                                 param_hint="--long-minutes") from None
+    say = (lambda msg: None) if obj.quiet else (lambda msg: click.echo(msg, err=True))
+    try:
+        report = run_eval(audio, questions, out, library_dir=eval_library, set_name=set_name,
+                          long_minutes=minutes, baseline=not no_baseline, embed_model=obj.embed_model,
+                          progress=say)
+    except EvalInputError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"report: {out / 'report.md'} (and report.json, plots) in {report['wall_seconds'] / 60:.1f} min")
+    for name, value in headline(report):
+        click.echo(f"  {name}: {value}")
 
 
 def main() -> None:

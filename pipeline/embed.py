@@ -45,6 +45,9 @@ def load(options: EmbedOptions = EmbedOptions()) -> Embedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar is noise on a CLI's stderr
 
         from .models import embedder_path
 

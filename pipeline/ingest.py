@@ -131,7 +131,7 @@ def index_transcript(library: Library, embedder: Embedder, transcript: Transcrip
     passages = make_passages(transcript, options)
     vectors = embedder.embed([p.text for p in passages])
     t_embed = time.perf_counter()
-    library.index.replace_file(transcript.file_hash, passages, vectors)
+    library.replace_passages(transcript.file_hash, passages, vectors)
     rec = library.recording(transcript.file_hash)
     library.upsert_recording(
         transcript.file_hash, file_name=rec.file_name if rec else transcript.file_name,

@@ -116,8 +116,15 @@ SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
 
 
 def mmss(seconds: float) -> str:
-    """Format seconds as mm:ss (h:mm:ss past an hour), rounding down so a cite never starts late."""
+    """Format seconds as mm:ss (h:mm:ss past an hour), rounded down."""
     s = int(seconds)
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
+
+
+def span(start: float, end: float) -> str:
+    """A cited span as `mm:ss–mm:ss`: the start rounded down and the end up, so it always covers the words."""
+    import math
+
+    return f"{mmss(start)}–{mmss(math.ceil(end))}"

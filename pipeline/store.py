@@ -3,7 +3,8 @@
     LIBRARY/
       catalog.sqlite       recordings: hash, name, path, size, duration, status, models (WAL mode)
       transcripts/H.json   one transcript per recording hash (the system of record)
-      chroma/              the passage index (vectors.PassageIndex); rebuildable from the transcripts
+      chroma/              the passage vectors (vectors.PassageIndex); rebuildable from the transcripts
+    The lexical (FTS5) index of the same passages lives in catalog.sqlite (lexical.py).
 
 Every write is atomic (temp file + rename, or one SQLite transaction), so an interrupted ingest leaves
 nothing half-written and simply resumes.
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import lexical
 from .errors import LibraryError
-from .records import Transcript
+from .records import Passage, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ class Library:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        self.db.executescript(lexical.SCHEMA)
         self.embed_model = self._check_embed_model(embed_model)
         self._index = None
 
@@ -113,6 +116,13 @@ class Library:
 
             self._index = PassageIndex(self.root / "chroma", self.embed_model)
         return self._index
+
+    def replace_passages(self, file_hash: str, passages: list[Passage], vectors) -> None:
+        """Make both indexes (vectors and lexical) hold exactly these passages for one recording."""
+        self.index.replace_file(file_hash, passages, vectors)
+        with self.db:
+            self.db.execute("BEGIN")
+            lexical.replace_file(self.db, file_hash, passages)
 
     # --- transcripts -------------------------------------------------------------------------
     def transcript_path(self, sha256: str) -> Path:

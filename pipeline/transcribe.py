@@ -66,6 +66,8 @@ _backends: dict[tuple, object] = {}
 
 # Regions shorter than this take their neighbour's language: detection on a word or two is noise.
 MIN_DETECT_SECONDS = 1.0
+# A region switches language only when Whisper is at least this sure of it.
+MIN_LANGUAGE_PROB = 0.6
 
 
 def backend(options: TranscribeOptions):
@@ -95,17 +97,26 @@ def transcribe(audio: Audio, options: TranscribeOptions) -> list[Segment]:
 
 
 def region_languages(engine, samples: np.ndarray, regions: list[Region], forced: str | None) -> list[str]:
-    """One language per speech region (a meeting may switch language between utterances)."""
+    """One language per speech region (a meeting may switch language between utterances).
+
+    Detection on short or messy speech is unreliable (Whisper base calls some English meeting talk
+    Welsh), so a region takes the language it is detected as only when the detection is confident;
+    otherwise it takes the nearest confident region's language, earlier regions first.
+    """
     if forced:
         return [forced] * len(regions)
-    langs: list[str | None] = [
-        engine.language(samples[r.start:r.end])[0] if r.seconds >= MIN_DETECT_SECONDS else None for r in regions]
-    known = [lang for lang in langs if lang]
-    fallback = known[0] if known else "en"
-    out, last = [], None
-    for lang in langs:
-        last = lang or last or fallback
-        out.append(last)
+    detected = [engine.language(samples[r.start:r.end]) if r.seconds >= MIN_DETECT_SECONDS else (None, 0.0)
+                for r in regions]
+    confident = [lang if lang and p >= MIN_LANGUAGE_PROB else None for lang, p in detected]
+    if not any(confident):  # nothing confident: trust the single most probable detection
+        best = max(detected, key=lambda d: d[1], default=(None, 0.0))[0]
+        return [best or "en"] * len(regions)
+    out: list[str] = []
+    for i, lang in enumerate(confident):
+        if lang is None:
+            before = next((c for c in reversed(confident[:i]) if c), None)
+            lang = before or next(c for c in confident[i:] if c)
+        out.append(lang)
     return out
 
 

@@ -1,0 +1,68 @@
+"""The lexical index: SQLite FTS5 (BM25) over passage text, inside the library's catalog database.
+
+Dense search misses names, numbers and exact wording; BM25 finds them. FTS5 is SQLite's own maintained
+full-text engine, so the lexical index lives in catalog.sqlite. Both indexes are replaced together for a
+recording before its catalog row says "indexed" (store.Library.replace_passages), so an interrupted
+ingest re-indexes both and they never drift apart.
+Tokens are case- and accent-folded (unicode61, remove_diacritics 2).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import unicodedata
+
+from .records import Hit, Passage
+
+SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(
+    text, passage_id UNINDEXED, file_hash UNINDEXED, file UNINDEXED, start UNINDEXED, end UNINDEXED,
+    language UNINDEXED, tokenize = 'unicode61 remove_diacritics 2');
+"""
+
+# Words too common to be worth matching on their own (English; other languages match everything).
+STOPWORDS = frozenset(
+    "a an the of to in on at for and or but is are was were be been it its this that with as by from "
+    "he she they we you i his her their our your what who whom where when which how why did do does "
+    "said say says about there here not no so if then than into over".split())
+
+
+def tokens(text: str) -> list[str]:
+    """Case- and accent-folded word tokens, as FTS5's unicode61 tokenizer sees them."""
+    text = unicodedata.normalize("NFKD", text.casefold())
+    return re.findall(r"\w+", "".join(c for c in text if not unicodedata.combining(c)))
+
+
+def match_expression(query: str) -> str | None:
+    """An FTS5 MATCH expression: any of the query's content words (each quoted, so no syntax leaks)."""
+    words = [t for t in tokens(query) if t not in STOPWORDS] or tokens(query)
+    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words)) or None
+
+
+def replace_file(db: sqlite3.Connection, file_hash: str, passages: list[Passage]) -> None:
+    """Make the lexical index hold exactly these passages for one recording (call inside a transaction)."""
+    db.execute("DELETE FROM passages_fts WHERE file_hash = ?", (file_hash,))
+    db.executemany(
+        "INSERT INTO passages_fts (text, passage_id, file_hash, file, start, end, language) VALUES (?,?,?,?,?,?,?)",
+        [(p.text, p.id, p.file_hash, p.file_name, p.start, p.end, p.language) for p in passages])
+
+
+def query(db: sqlite3.Connection, text: str, k: int, file: str | None = None,
+          language: str | None = None) -> list[Hit]:
+    """The k passages with the best BM25 score for the query's words; score = -bm25 (higher is better)."""
+    expr = match_expression(text)
+    if expr is None:
+        return []
+    sql = ("SELECT passage_id, file_hash, file, start, end, text, -bm25(passages_fts) AS score "
+           "FROM passages_fts WHERE passages_fts MATCH ?")
+    args: list = [expr]
+    if file:
+        sql += " AND file = ?"
+        args.append(file)
+    if language:
+        sql += " AND language = ?"
+        args.append(language)
+    rows = db.execute(sql + " ORDER BY bm25(passages_fts) LIMIT ?", (*args, k)).fetchall()
+    return [Hit(passage_id=r[0], file_hash=r[1], file=r[2], start=float(r[3]), end=float(r[4]), text=r[5],
+                score=float(r[6])) for r in rows]

@@ -1,0 +1,60 @@
+"""Hybrid, lexical and exact-phrase search over a real library."""
+
+import json
+
+import pytest
+
+from pipeline import lexical
+from pipeline.errors import ConfigError
+from pipeline.records import Hit
+from pipeline.search import SearchOptions, exact, fuse, search
+
+
+def test_lexical_finds_a_rare_name_and_hybrid_keeps_it_first(sample_library, embedder):
+    for mode in ("lexical", "hybrid"):
+        hits = search(sample_library, embedder, "cotton", SearchOptions(mode=mode))
+        assert hits[0].file == "librispeech-1995-1837-0001.wav", mode
+
+
+def test_lexical_is_accent_and_case_insensitive(sample_library):
+    hits = lexical.query(sample_library.db, "CÓTTON", 5)
+    assert hits and hits[0].file == "librispeech-1995-1837-0001.wav"
+
+
+def test_unknown_mode_lists_the_valid_ones(sample_library, embedder):
+    with pytest.raises(ConfigError, match="hybrid, dense, lexical"):
+        search(sample_library, embedder, "x", SearchOptions(mode="psychic"))
+
+
+def test_rrf_rewards_agreement_between_lists():
+    def h(pid):
+        return Hit(passage_id=pid, file_hash="f", file="f.wav", start=0, end=1, text=pid, score=0)
+
+    fused = fuse([[h("a"), h("b"), h("c")], [h("c"), h("b"), h("d")]])
+    # c: ranks 3 and 1; b: ranks 2 and 2; both beat a and d, which appear once.
+    assert {x.passage_id for x in fused[:2]} == {"b", "c"}
+    assert fused[0].score == pytest.approx(max(1 / 63 + 1 / 61, 2 / 62))
+    assert {x.passage_id for x in fused} == {"a", "b", "c", "d"}
+
+
+def test_exact_phrase_is_timed_by_its_words(sample_library):
+    hits = exact(sample_library, "ask what you can do")
+    assert [h.file for h in hits] == ["jfk-inaugural-1961-excerpt.flac"]
+    h = hits[0]
+    # "ask what you can do for your country" is the second clause, from about 7.5 s on.
+    assert 6.5 < h.start < 9.0 and h.start < h.end <= 11.0 and h.end - h.start < 3.0
+
+
+def test_exact_phrase_ignores_case_and_punctuation(sample_library):
+    # "...can do for you, / ask what you can do..." also crosses a segment boundary.
+    a = exact(sample_library, "FOR YOU ask what")
+    assert len(a) == 1 and a[0].file == "jfk-inaugural-1961-excerpt.flac" and a[0].end - a[0].start < 4.0
+    assert exact(sample_library, "ask what your country can do for the moon") == []
+
+
+def test_cli_exact_json_has_the_hits_shape(run_cli, sample_library, monkeypatch):
+    monkeypatch.setenv("EARMARK_LIBRARY", str(sample_library.root))
+    code, out, _ = run_cli("search", "--exact", "fellow americans", "--json")
+    hits = json.loads(out)["hits"]
+    assert code == 0 and len(hits) == 1 and set(hits[0]) == {"file", "start", "end", "text", "score"}
+    assert hits[0]["start"] < 3.0

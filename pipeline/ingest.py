@@ -149,9 +149,11 @@ def model_record(options: TranscribeOptions) -> dict:
     import importlib.metadata as md
 
     settings = {k: v for k, v in asdict(options).items() if k not in ("threads",)}
+    from .transcribe import BACKENDS
+
     try:
-        version = md.version("openai-whisper")
-    except md.PackageNotFoundError:
+        version = md.version(BACKENDS[options.backend].package)
+    except (md.PackageNotFoundError, KeyError):
         version = "unknown"
     return {"name": options.model, "backend": options.backend, "backend_version": version,
             "settings": settings}

@@ -39,6 +39,24 @@ def test_segments_keep_words_and_decoder_statistics(jfk_segments):
     assert starts == sorted(starts) and starts[-1] < 11.0
 
 
+@pytest.mark.parametrize("backend", ["openai-whisper", "faster-whisper"])
+def test_both_backends_give_the_same_transcript_shape(backend):
+    segs = transcribe(audio.load(SAMPLES / "jfk-inaugural-1961-excerpt.flac"), TranscribeOptions(backend=backend))
+    assert "ask not what your country can do for you" in _norm(" ".join(s.text for s in segs))
+    assert segs[0].start < 1.0 and segs[-1].end <= 11.0
+    words = [w for s in segs for w in s.words]
+    assert len(words) >= 20 and all(0 <= w.start <= w.end <= 11.0 for w in words)
+    assert {s.language for s in segs} == {"en"} and all(s.avg_logprob < 0 for s in segs)
+
+
+def test_unknown_backend_lists_the_valid_ones():
+    from pipeline.errors import ConfigError
+    from pipeline.transcribe import backend
+
+    with pytest.raises(ConfigError, match="faster-whisper, openai-whisper"):
+        backend(TranscribeOptions(backend="whisper-magic"))
+
+
 def test_phone_call_mentions_chicago_around_14_to_21s():
     segs = transcribe(audio.load(real("pyannote-sample-phonecall-2spk.wav")), TranscribeOptions())
     hits = [s for s in segs if "chicago" in s.text.lower() and s.end > 14 and s.start < 21]

@@ -54,5 +54,20 @@ def _passage(transcript: Transcript, index: int, group: list[Segment]) -> Passag
     return Passage(
         id=f"{transcript.file_hash[:16]}:{index}", file_hash=transcript.file_hash,
         file_name=transcript.file_name, start=group[0].start, end=group[-1].end,
-        text=" ".join(s.text for s in group), segment_ids=tuple(s.id for s in group),
+        text=passage_text(group), segment_ids=tuple(s.id for s in group),
         language=max(set(langs), key=langs.count))
+
+
+def passage_text(group: list[Segment]) -> str:
+    """The passage's words; where speakers are known, one line per turn starting `Speaker: `."""
+    lines: list[str] = []
+    last = None
+    for s in group:
+        if s.speaker and s.speaker != last:
+            lines.append(f"{s.speaker}: {s.text}")
+        elif lines:
+            lines[-1] += " " + s.text
+        else:
+            lines.append(s.text)
+        last = s.speaker
+    return "\n".join(lines)

@@ -61,8 +61,12 @@ def cli(ctx: click.Context, library: Path | None, embed_model: str, quiet: bool,
               help="Whisper model name (env EARMARK_WHISPER_MODEL).")
 @click.option("--language", default=None, help="Force one language (e.g. en); default: detect per speech region.")
 @click.option("--beam-size", type=int, default=None, help="Beam search width; default greedy (fastest on CPU).")
+@click.option("--speakers", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Speaker turns (RTTM or STM) of the one recording ingested. Without it, NAME.stm or "
+                   "NAME.rttm beside NAME.wav is used.")
 @click.pass_obj
-def ingest(obj: Ctx, paths: tuple[Path, ...], whisper_model: str, language: str | None, beam_size: int | None) -> None:
+def ingest(obj: Ctx, paths: tuple[Path, ...], whisper_model: str, language: str | None, beam_size: int | None,
+           speakers: Path | None) -> None:
     """Transcribe and index files and folders (recursively). Already-ingested content is skipped."""
     from rich.progress import Progress
 
@@ -71,7 +75,7 @@ def ingest(obj: Ctx, paths: tuple[Path, ...], whisper_model: str, language: str 
 
     lib, embedder = obj.open()
     options = IngestOptions(transcribe=replace(TranscribeOptions(), model=whisper_model, language=language,
-                                               beam_size=beam_size))
+                                               beam_size=beam_size), speakers=speakers)
     files = discover(paths)
     with Progress(disable=obj.quiet, transient=True) as progress:
         task = progress.add_task("ingesting", total=len(files))
@@ -154,7 +158,8 @@ def transcript(obj: Ctx, file: str, as_json: bool) -> None:
         return _emit_json(t.to_dict())
     for s in t.segments:
         flag = f"  [{s.flag}: not indexed]" if s.flag else ""
-        click.echo(f"[{span(s.start, s.end)}] ({s.language}) {s.text}{flag}")
+        who = f"{s.speaker}: " if s.speaker else ""
+        click.echo(f"[{span(s.start, s.end)}] ({s.language}) {who}{s.text}{flag}")
 
 
 @cli.command()

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import audio as audio_mod
+from . import speakers
 from .chunk import passages as make_passages
 from .config import ChunkOptions, EmbedOptions, TranscribeOptions
 from .embed import Embedder
@@ -30,6 +31,8 @@ class IngestOptions:
     transcribe: TranscribeOptions = TranscribeOptions()
     chunk: ChunkOptions = ChunkOptions()
     embed: EmbedOptions = EmbedOptions()
+    # Speaker turns (RTTM/STM) for a single recording; otherwise a <stem>.stm/.rttm beside each file is used.
+    speakers: Path | None = None
 
 
 @dataclass
@@ -73,7 +76,11 @@ def ingest(library: Library, embedder: Embedder, paths: Iterable[str | Path],
            on_file: Callable[[FileResult], None] | None = None) -> IngestReport:
     """Ingest every file under `paths`; failures are recorded per file, never raised."""
     report = IngestReport()
-    for path in discover(paths):
+    files = discover(paths)
+    if options.speakers and len(files) > 1:
+        raise EarmarkError("--speakers gives the turns of one recording; for several, put NAME.rttm "
+                           "(or NAME.stm) beside each NAME.wav instead")
+    for path in files:
         try:
             result = ingest_file(library, embedder, path, options, report)
         except EarmarkError as e:
@@ -95,26 +102,44 @@ def ingest_file(library: Library, embedder: Embedder, path: Path, options: Inges
     t = time.perf_counter()
     sha = audio_mod.sha256_file(path)
     report.add_time("hash", time.perf_counter() - t)
+    turns_file = options.speakers or speakers.sidecar(path)
+    turns = speakers.read_turns(turns_file) if turns_file else None
     rec = library.recording(sha)
-    if rec and rec.status == "indexed":
-        same = "" if rec.file_name == path.name else f" as {rec.file_name} (same content)"
-        return FileResult(path, "skipped", f"already in the library{same}", sha, rec.duration or 0.0)
     if rec and library.transcript_path(sha).exists():
         transcript = library.transcript(sha)
+        relabel = bool(turns) and _labels(transcript) != _labels(_with_speakers(transcript, turns))
+        if rec.status == "indexed" and not relabel:
+            same = "" if rec.file_name == path.name else f" as {rec.file_name} (same content)"
+            return FileResult(path, "skipped", f"already in the library{same}", sha, rec.duration or 0.0)
+        if relabel:
+            transcript = _with_speakers(transcript, turns)
+            library.save_transcript(transcript)
     else:
-        transcript = _transcribe(library, path, sha, options.transcribe, report)
+        transcript = _transcribe(library, path, sha, options.transcribe, report, turns)
     n = index_transcript(library, embedder, transcript, options.chunk, report)
-    return FileResult(path, "ingested", f"{n} passages", sha, transcript.duration)
+    who = f", speakers from {turns_file.name}" if turns_file else ""
+    return FileResult(path, "ingested", f"{n} passages{who}", sha, transcript.duration)
+
+
+def _with_speakers(transcript: Transcript, turns: list) -> Transcript:
+    segs = speakers.label(list(transcript.segments), turns)
+    return replace(transcript, segments=tuple(segs), created=now())
+
+
+def _labels(transcript: Transcript) -> list:
+    return [(s.start, s.end, s.speaker) for s in transcript.segments]
 
 
 def _transcribe(library: Library, path: Path, sha: str, options: TranscribeOptions,
-                report: IngestReport) -> Transcript:
+                report: IngestReport, turns: list | None = None) -> Transcript:
     t = time.perf_counter()
     audio = audio_mod.load(path, sha256=sha)
     report.add_time("decode", time.perf_counter() - t)
     t = time.perf_counter()
     segments = transcribe(audio, options)
     report.add_time("transcribe", time.perf_counter() - t)
+    if turns:
+        segments = speakers.label(segments, turns)
     transcript = Transcript(file_hash=sha, file_name=path.name, duration=round(audio.duration, 3),
                             segments=tuple(segments), model=model_record(options), created=now())
     library.save_transcript(transcript)

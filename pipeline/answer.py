@@ -119,10 +119,14 @@ def sentences(segs: list[Segment]) -> list[Span]:
 
 
 def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, question: str, answer: str) -> Citation | None:
-    """The sentence(s) of the cited passage that carry the answer, or None if none supports it."""
-    segs = [s for s in library.transcript(hit.file_hash).segments
-            if s.flag is None and s.end > hit.start and s.start < hit.end]
-    spans = sentences(segs)
+    """The sentence(s) of the cited passage that carry the answer, or None if none supports it.
+
+    For a translated passage the support is looked for in the English rendering, and the citation
+    quotes the words actually spoken in that span.
+    """
+    transcript = library.transcript(hit.file_hash)
+    pool = transcript.translations if hit.translated else transcript.segments
+    spans = sentences([s for s in pool if s.flag is None and s.end > hit.start and s.start < hit.end])
     if not spans:
         return None
     vecs = embedder.embed([answer, question + " " + answer] + [s.text for s in spans])
@@ -133,8 +137,14 @@ def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, question: str
         log.info("answer %r not supported by %s (overlap %.2f, sim %.2f)", answer, hit.file, overlap[best], sim[best])
         return None
     chosen = _widen(spans, best, answer)
-    return Citation(n=n, file=hit.file, start=chosen[0].start, end=chosen[-1].end,
-                    text=" ".join(s.text for s in chosen), file_hash=hit.file_hash)
+    start, end = chosen[0].start, chosen[-1].end
+    if hit.translated:
+        spoken = [s for s in transcript.segments if s.end > start and s.start < end]
+        start, end = min([start] + [s.start for s in spoken]), max([end] + [s.end for s in spoken])
+        text = " ".join(s.text for s in spoken)
+    else:
+        text = " ".join(s.text for s in chosen)
+    return Citation(n=n, file=hit.file, start=start, end=end, text=text, file_hash=hit.file_hash)
 
 
 def _widen(spans: list[Span], best: int, answer: str) -> list[Span]:

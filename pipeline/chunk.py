@@ -8,15 +8,31 @@ start of the first and end of the last segment: nothing is estimated.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .config import ChunkOptions
 from .records import SENTENCE_END, Passage, Segment, Transcript
 
 def passages(transcript: Transcript, options: ChunkOptions = ChunkOptions()) -> list[Passage]:
-    """Passages over a transcript's indexable segments (flagged ones are left out)."""
+    """Passages over a transcript's indexable segments, then over its English renderings, if any."""
+    spoken = [_passage(transcript, str(i), g) for i, g in enumerate(_groups(transcript.segments, options))]
+    english = [replace(_passage(transcript, f"t{i}", g), translated=True, language=_spoken_language(transcript, g))
+               for i, g in enumerate(_groups(transcript.translations, options))]
+    return spoken + english
+
+
+def _spoken_language(transcript: Transcript, group: list[Segment]) -> str:
+    """The language spoken under some translated segments (their text is English)."""
+    langs = [s.language for s in transcript.segments if s.end > group[0].start and s.start < group[-1].end]
+    return max(set(langs), key=langs.count) if langs else "en"
+
+
+def _groups(segments, options: ChunkOptions) -> list[list[Segment]]:
+    """Consecutive unflagged segments grouped into passages (see the module docstring)."""
     groups: list[list[Segment]] = []
     current: list[Segment] = []
     carried = 0  # how many segments at the head of `current` repeat the previous passage
-    for seg in (s for s in transcript.segments if s.flag is None):
+    for seg in (s for s in segments if s.flag is None):
         if current and _must_break(current, seg, options):
             if len(current) > carried:
                 groups.append(current)
@@ -32,7 +48,7 @@ def passages(transcript: Transcript, options: ChunkOptions = ChunkOptions()) -> 
             carried = len(current)
     if len(current) > carried:
         groups.append(current)
-    return [_passage(transcript, i, g) for i, g in enumerate(groups)]
+    return groups
 
 
 def _tail(group: list[Segment], options: ChunkOptions) -> list[Segment]:
@@ -49,7 +65,7 @@ def _must_break(group: list[Segment], nxt: Segment, options: ChunkOptions) -> bo
     return too_long or long_gap
 
 
-def _passage(transcript: Transcript, index: int, group: list[Segment]) -> Passage:
+def _passage(transcript: Transcript, index: str, group: list[Segment]) -> Passage:
     langs = [s.language for s in group]
     return Passage(
         id=f"{transcript.file_hash[:16]}:{index}", file_hash=transcript.file_hash,

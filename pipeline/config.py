@@ -51,6 +51,9 @@ class TranscribeOptions:
     # Speech regions from voice activity are packed into windows of at most this many seconds,
     # each decoded with its own detected language (Whisper decides language from its first 30 s).
     max_window: float = 30.0
+    # Also store an English rendering of non-English speech (Whisper task="translate") and index it,
+    # so English questions find recordings in other languages. Costs a second decode of that speech.
+    translate: bool = _env("EARMARK_TRANSLATE", "1") not in ("0", "false", "no")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from .embed import Embedder
 from .errors import EarmarkError
 from .records import Transcript
 from .store import Library, now
-from .transcribe import transcribe
+from .transcribe import transcribe_and_translate
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +136,13 @@ def _transcribe(library: Library, path: Path, sha: str, options: TranscribeOptio
     audio = audio_mod.load(path, sha256=sha)
     report.add_time("decode", time.perf_counter() - t)
     t = time.perf_counter()
-    segments = transcribe(audio, options)
+    segments, translations = transcribe_and_translate(audio, options)
     report.add_time("transcribe", time.perf_counter() - t)
     if turns:
         segments = speakers.label(segments, turns)
     transcript = Transcript(file_hash=sha, file_name=path.name, duration=round(audio.duration, 3),
-                            segments=tuple(segments), model=model_record(options), created=now())
+                            segments=tuple(segments), model=model_record(options), created=now(),
+                            translations=tuple(translations))
     library.save_transcript(transcript)
     library.upsert_recording(sha, file_name=path.name, path=str(path.resolve()), size=audio.size,
                              duration=transcript.duration, status="transcribed",

@@ -64,5 +64,6 @@ def query(db: sqlite3.Connection, text: str, k: int, file: str | None = None,
         sql += " AND language = ?"
         args.append(language)
     rows = db.execute(sql + " ORDER BY bm25(passages_fts) LIMIT ?", (*args, k)).fetchall()
+    # Translated passages have ids "<hash>:t<n>" (chunk.passages).
     return [Hit(passage_id=r[0], file_hash=r[1], file=r[2], start=float(r[3]), end=float(r[4]), text=r[5],
-                score=float(r[6])) for r in rows]
+                score=float(r[6]), translated=":t" in r[0]) for r in rows]

@@ -41,6 +41,8 @@ class Transcript:
     segments: tuple[Segment, ...]
     model: dict  # which model, version and settings produced it
     created: str  # ISO time
+    # English renderings of the non-English speech, on the same timeline (empty if all English).
+    translations: tuple[Segment, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,7 +50,8 @@ class Transcript:
     @classmethod
     def from_dict(cls, d: dict) -> "Transcript":
         segs = tuple(Segment.from_dict(s) for s in d["segments"])
-        return cls(**{**d, "segments": segs})
+        trans = tuple(Segment.from_dict(s) for s in d.get("translations", ()))
+        return cls(**{**d, "segments": segs, "translations": trans})
 
     @property
     def languages(self) -> list[str]:
@@ -65,7 +68,8 @@ class Passage:
     end: float
     text: str
     segment_ids: tuple[int, ...]
-    language: str
+    language: str  # the language spoken
+    translated: bool = False  # text is the English rendering of `language` speech
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class Hit:
     end: float
     text: str
     score: float
+    translated: bool = False  # the matched text is an English rendering, not the words spoken
 
     def to_json(self) -> dict:
         """The stable `--json` shape of one search hit."""

@@ -47,10 +47,11 @@ class OpenAIWhisper:
         lang = max(probs, key=probs.get)
         return lang, float(probs[lang])
 
-    def decode(self, samples: np.ndarray, language: str, opts: TranscribeOptions) -> list[dict]:
+    def decode(self, samples: np.ndarray, language: str, opts: TranscribeOptions,
+               task: str = "transcribe") -> list[dict]:
         """Whisper-style segment dicts with times relative to the start of `samples`."""
         result = self.model.transcribe(
-            samples, language=language, task="transcribe", fp16=False,
+            samples, language=language, task=task, fp16=False,
             beam_size=opts.beam_size, best_of=None if opts.beam_size else 5,
             temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
             condition_on_previous_text=False, word_timestamps=True,
@@ -81,10 +82,11 @@ class FasterWhisper:
         lang, prob, _ = self.model.detect_language(samples)
         return lang, float(prob)
 
-    def decode(self, samples: np.ndarray, language: str, opts: TranscribeOptions) -> list[dict]:
+    def decode(self, samples: np.ndarray, language: str, opts: TranscribeOptions,
+               task: str = "transcribe") -> list[dict]:
         """Whisper-style segment dicts with times relative to the start of `samples`."""
         segments, _ = self.model.transcribe(
-            samples, language=language, task="transcribe", beam_size=opts.beam_size or 1, best_of=5,
+            samples, language=language, task=task, beam_size=opts.beam_size or 1, best_of=5,
             temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), condition_on_previous_text=False,
             word_timestamps=True, vad_filter=False, no_speech_threshold=opts.no_speech_threshold,
             log_prob_threshold=opts.logprob_threshold,
@@ -123,17 +125,31 @@ def backend(options: TranscribeOptions):
 
 def transcribe(audio: Audio, options: TranscribeOptions) -> list[Segment]:
     """Transcribe a whole recording into segments on its original timeline."""
+    return transcribe_and_translate(audio, options)[0]
+
+
+def transcribe_and_translate(audio: Audio, options: TranscribeOptions) -> tuple[list[Segment], list[Segment]]:
+    """Segments in the language spoken, and English renderings of the non-English windows.
+
+    The English rendering (Whisper's task="translate") is what lets an English question find a
+    Spanish recording; it lies on the same timeline, so a citation still points at the spoken words.
+    """
     engine = backend(options)
     regions = speech_regions(audio.samples)
     languages = region_languages(engine, audio.samples, regions, options.language)
     segments: list[Segment] = []
+    translations: list[Segment] = []
     for window, language in pack_windows(regions, languages, options.max_window):
-        raw = engine.decode(audio.samples[window.start:window.end], language, options)
-        for seg in _segments(raw, window, language, options):
+        samples = audio.samples[window.start:window.end]
+        for seg in _segments(engine.decode(samples, language, options), window, language, options):
             segments.append(replace(seg, id=len(segments)))
-    log.info("%s: %d regions, %d segments, languages %s", audio.path.name, len(regions), len(segments),
-             sorted(set(languages)))
-    return segments
+        if options.translate and language != "en":
+            raw = engine.decode(samples, language, options, task="translate")
+            for seg in _segments(raw, window, "en", options):
+                translations.append(replace(seg, id=len(translations)))
+    log.info("%s: %d regions, %d segments (%d translated), languages %s", audio.path.name, len(regions),
+             len(segments), len(translations), sorted(set(languages)))
+    return segments, translations
 
 
 def region_languages(engine, samples: np.ndarray, regions: list[Region], forced: str | None) -> list[str]:

@@ -56,11 +56,12 @@ class PassageIndex:
                                   include=["documents", "metadatas", "distances"])
         return [
             Hit(passage_id=pid, file_hash=m["file_hash"], file=m["file"], start=m["start"], end=m["end"],
-                text=doc, score=1.0 - dist)
+                text=doc, score=1.0 - dist, translated=bool(m.get("translated", False)))
             for pid, doc, m, dist in zip(r["ids"][0], r["documents"][0], r["metadatas"][0], r["distances"][0])
         ]
 
 
 def _metadata(p: Passage) -> dict:
     return {"file_hash": p.file_hash, "file": p.file_name, "start": p.start, "end": p.end,
-            "language": p.language, "segment_ids": ",".join(map(str, p.segment_ids))}
+            "language": p.language, "translated": p.translated,
+            "segment_ids": ",".join(map(str, p.segment_ids))}

@@ -63,7 +63,7 @@ def test_interrupted_ingest_resumes_without_retranscribing(run_cli, clips_dir, m
 
     # On resume, transcription must not run again: only indexing is left to do.
     monkeypatch.setattr(ingest_mod, "index_transcript", real_index)
-    monkeypatch.setattr(ingest_mod, "transcribe", lambda *a, **k: pytest.fail("re-transcribed"))
+    monkeypatch.setattr(ingest_mod, "transcribe_and_translate", lambda *a, **k: pytest.fail("re-transcribed"))
     code, out, _ = run_cli("-q", "ingest", clips_dir / "jfk-inaugural-1961-excerpt.flac")
     assert code == 0 and "1 ingested" in out
     assert _status(run_cli)["recordings"][0]["status"] == "indexed"

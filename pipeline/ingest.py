@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import audio as audio_mod
-from . import speakers
+from . import custody, speakers
 from .chunk import passages as make_passages
 from .config import ChunkOptions, EmbedOptions, TranscribeOptions
 from .embed import Embedder
@@ -117,6 +117,8 @@ def ingest_file(library: Library, embedder: Embedder, path: Path, options: Inges
     else:
         transcript = _transcribe(library, path, sha, options.transcribe, report, turns)
     n = index_transcript(library, embedder, transcript, options.chunk, report)
+    custody.log_event(library.root, "ingest", file=path.name, sha256=sha, path=str(path.resolve()),
+                      size=path.stat().st_size, speakers=turns_file.name if turns_file else None)
     who = f", speakers from {turns_file.name}" if turns_file else ""
     return FileResult(path, "ingested", f"{n} passages{who}", sha, transcript.duration)
 
@@ -146,8 +148,16 @@ def _transcribe(library: Library, path: Path, sha: str, options: TranscribeOptio
     library.save_transcript(transcript)
     library.upsert_recording(sha, file_name=path.name, path=str(path.resolve()), size=audio.size,
                              duration=transcript.duration, status="transcribed",
-                             languages=transcript.languages, transcribe_model=transcript.model)
+                             languages=transcript.languages, transcribe_model=transcript.model,
+                             recorded_at=recorded_at(path))
     return transcript
+
+
+def recorded_at(path: Path) -> str:
+    """When a recording was made, as far as the file tells: its modification time (UTC, ISO)."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(microsecond=0).isoformat()
 
 
 def index_transcript(library: Library, embedder: Embedder, transcript: Transcript,

@@ -48,18 +48,24 @@ def replace_file(db: sqlite3.Connection, file_hash: str, passages: list[Passage]
         [(p.text, p.id, p.file_hash, p.file_name, p.start, p.end, p.language) for p in passages])
 
 
-def query(db: sqlite3.Connection, text: str, k: int, file: str | None = None,
-          language: str | None = None) -> list[Hit]:
-    """The k passages with the best BM25 score for the query's words; score = -bm25 (higher is better)."""
+def query(db: sqlite3.Connection, text: str, k: int, hashes: list[str] | None = None,
+          language: str | None = None, speaker: str | None = None) -> list[Hit]:
+    """The k passages with the best BM25 score for the query's words; score = -bm25 (higher is better).
+
+    `hashes` limits the search to those recordings, `speaker` to passages with a turn of that speaker.
+    """
     expr = match_expression(text)
     if expr is None:
         return []
     sql = ("SELECT passage_id, file_hash, file, start, end, text, -bm25(passages_fts) AS score "
            "FROM passages_fts WHERE passages_fts MATCH ?")
     args: list = [expr]
-    if file:
-        sql += " AND file = ?"
-        args.append(file)
+    if hashes is not None:
+        sql += f" AND file_hash IN ({','.join('?' * len(hashes))})"
+        args.extend(hashes)
+    if speaker:
+        sql += " AND ('\n' || text) LIKE ?"
+        args.append(f"%\n{speaker}: %")
     if language:
         sql += " AND language = ?"
         args.append(language)

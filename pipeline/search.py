@@ -24,8 +24,35 @@ POOL = 50  # candidates taken from each list before fusion
 class SearchOptions:
     k: int = 10  # hits returned
     mode: str = "hybrid"  # one of MODES
-    file: str | None = None  # only this recording (file name as ingested)
-    language: str | None = None  # only passages in this language
+    file: str | None = None  # only recordings whose file name matches this glob ("*.mp3", "call-0?.wav")
+    language: str | None = None  # only passages in this spoken language
+    since: str | None = None  # only recordings made on or after this date (ISO, e.g. 2026-01-31)
+    until: str | None = None  # ... and on or before this one
+    speaker: str | None = None  # only passages where this speaker has a turn
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Filters resolved against the catalog: which recordings (None = all), language, speaker."""
+
+    hashes: list[str] | None
+    language: str | None
+    speaker: str | None
+
+    @classmethod
+    def of(cls, library: Library, o: SearchOptions) -> "Scope":
+        hashes = library.select(o.file, o.since, o.until) if (o.file or o.since or o.until) else None
+        return cls(hashes, o.language, o.speaker)
+
+    def chroma(self) -> tuple[dict | None, dict | None]:
+        """(where, where_document) for a Chroma query."""
+        clauses = []
+        if self.hashes is not None:
+            clauses.append({"file_hash": {"$in": self.hashes}})
+        if self.language:
+            clauses.append({"language": self.language})
+        where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
+        return where, ({"$contains": f"{self.speaker}: "} if self.speaker else None)
 
 
 def search(library: Library, embedder: Embedder, query: str, options: SearchOptions = SearchOptions()) -> list[Hit]:
@@ -35,13 +62,15 @@ def search(library: Library, embedder: Embedder, query: str, options: SearchOpti
     query = query.strip()
     if not query:
         raise ConfigError("empty query: say what to look for")
+    scope = Scope.of(library, options)
+    if scope.hashes == []:
+        return []
     if options.mode == "dense":
-        return _dense(library, embedder, query, options.k, options)
+        return _dense(library, embedder, query, options.k, scope)
     if options.mode == "lexical":
-        return lexical.query(library.db, query, options.k, options.file, options.language)
+        return _lexical(library, query, options.k, scope)
     pool = max(POOL, options.k)
-    return fuse([_dense(library, embedder, query, pool, options),
-                 lexical.query(library.db, query, pool, options.file, options.language)])[:options.k]
+    return fuse([_dense(library, embedder, query, pool, scope), _lexical(library, query, pool, scope)])[:options.k]
 
 
 def exact(library: Library, phrase: str, options: SearchOptions = SearchOptions()) -> list[Hit]:
@@ -56,21 +85,23 @@ def exact(library: Library, phrase: str, options: SearchOptions = SearchOptions(
     rows = library.db.execute(
         "SELECT DISTINCT file_hash FROM passages_fts WHERE passages_fts MATCH ?",
         ('"' + " ".join(want) + '"',)).fetchall()
+    scope = Scope.of(library, options)
     hits: list[Hit] = []
     for (file_hash,) in rows:
-        t = library.transcript(file_hash)
-        if options.file and t.file_name != options.file:
+        if scope.hashes is not None and file_hash not in scope.hashes:
             continue
-        for seg_list, start, end in _occurrences(t, want, options.language):
+        t = library.transcript(file_hash)
+        for seg_list, start, end in _occurrences(t, want, scope):
             text = " ".join(s.text for s in seg_list)
             hits.append(Hit(passage_id=f"{file_hash[:16]}@{start:.2f}", file_hash=file_hash, file=t.file_name,
                             start=start, end=end, text=text, score=1.0))
     return sorted(hits, key=lambda h: (h.file, h.start))
 
 
-def _occurrences(transcript, want: list[str], language: str | None):
+def _occurrences(transcript, want: list[str], scope: Scope):
     """(segments, start, end) of each run of words whose tokens equal `want`."""
-    segs = [s for s in transcript.segments if s.flag is None and (not language or s.language == language)]
+    segs = [s for s in transcript.segments if s.flag is None and (not scope.language or s.language == scope.language)
+            and (not scope.speaker or s.speaker == scope.speaker)]
     flat = [(tok, seg, w) for seg in segs for w in seg.words for tok in lexical.tokens(w.text)]
     n = len(want)
     for i in range(len(flat) - n + 1):
@@ -92,16 +123,10 @@ def fuse(rankings: list[list[Hit]]) -> list[Hit]:
     return [replace(first[pid], score=scores[pid]) for pid in order]
 
 
-def _dense(library: Library, embedder: Embedder, query: str, k: int, options: SearchOptions) -> list[Hit]:
-    return library.index.query(embedder.embed([query])[0], k, _where(options))
+def _dense(library: Library, embedder: Embedder, query: str, k: int, scope: Scope) -> list[Hit]:
+    where, where_document = scope.chroma()
+    return library.index.query(embedder.embed([query])[0], k, where, where_document)
 
 
-def _where(options: SearchOptions) -> dict | None:
-    clauses = []
-    if options.file:
-        clauses.append({"file": options.file})
-    if options.language:
-        clauses.append({"language": options.language})
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+def _lexical(library: Library, query: str, k: int, scope: Scope) -> list[Hit]:
+    return lexical.query(library.db, query, k, scope.hashes, scope.language, scope.speaker)

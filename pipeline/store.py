@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS recordings (
     embed_model TEXT,
     passages INTEGER DEFAULT 0,
     ingested_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    recorded_at TEXT               -- when the recording was made: the file's mtime at ingest, ISO
 );
 CREATE INDEX IF NOT EXISTS recordings_name ON recordings(file_name);
 """
@@ -94,8 +95,25 @@ class Library:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
         self.db.executescript(lexical.SCHEMA)
+        self._migrate()
         self.embed_model = self._check_embed_model(embed_model)
         self._index = None
+
+    def _migrate(self) -> None:
+        """Bring a catalog made by an older earmark up to this schema (columns are only ever added)."""
+        have = {r["name"] for r in self.db.execute("PRAGMA table_info(recordings)")}
+        if "recorded_at" not in have:
+            self.db.execute("ALTER TABLE recordings ADD COLUMN recorded_at TEXT")
+
+    def select(self, pattern: str | None = None, since: str | None = None, until: str | None = None) -> list[str]:
+        """Hashes of recordings whose file name matches a glob and whose recording date is in range."""
+        import fnmatch
+
+        rows = self.db.execute("SELECT sha256, file_name, recorded_at FROM recordings").fetchall()
+        return [r["sha256"] for r in rows
+                if (not pattern or fnmatch.fnmatch(r["file_name"], pattern))
+                and (not since or (r["recorded_at"] or "") >= since)
+                and (not until or (r["recorded_at"] or "9999") <= until + "\uffff")]
 
     def _check_embed_model(self, name: str) -> str:
         row = self.db.execute("SELECT value FROM meta WHERE key='embed_model'").fetchone()
@@ -134,7 +152,10 @@ class Library:
         if path.exists():
             old = json.loads(path.read_text())
             stamp = old.get("created", "old").replace(":", "")
-            os.replace(path, path.with_name(f"{t.file_hash}.{stamp}.json"))
+            version, n = path.with_name(f"{t.file_hash}.{stamp}.json"), 1
+            while version.exists():  # two versions made in the same second: never overwrite one
+                version, n = path.with_name(f"{t.file_hash}.{stamp}-{n}.json"), n + 1
+            os.replace(path, version)
         write_atomic(path, json.dumps(t.to_dict(), ensure_ascii=False, indent=1).encode())
 
     def transcript(self, sha256: str) -> Transcript:
@@ -166,19 +187,20 @@ class Library:
 
     def upsert_recording(self, sha256: str, *, file_name: str, path: str, size: int,
                          duration: float, status: str, languages: list[str],
-                         transcribe_model: dict, passages: int = 0) -> None:
+                         transcribe_model: dict, passages: int = 0, recorded_at: str | None = None) -> None:
         """Insert or update a recording's catalog row in one transaction."""
         ts = now()
         self.db.execute(
             """INSERT INTO recordings (sha256, file_name, path, size, duration, status, languages,
-                   transcribe_model, embed_model, passages, ingested_at, updated_at)
-               VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+                   transcribe_model, embed_model, passages, ingested_at, updated_at, recorded_at)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
                ON CONFLICT(sha256) DO UPDATE SET status=excluded.status, duration=excluded.duration,
                    languages=excluded.languages, transcribe_model=excluded.transcribe_model,
                    embed_model=excluded.embed_model, passages=excluded.passages,
-                   updated_at=excluded.updated_at""",
+                   updated_at=excluded.updated_at,
+                   recorded_at=COALESCE(excluded.recorded_at, recordings.recorded_at)""",
             (sha256, file_name, path, size, duration, status, json.dumps(languages),
-             json.dumps(transcribe_model), self.embed_model, passages, ts, ts))
+             json.dumps(transcribe_model), self.embed_model, passages, ts, ts, recorded_at))
 
     def durations(self) -> dict[str, float]:
         """Recording duration by file name, for checking that citations lie inside recordings."""

@@ -47,13 +47,14 @@ class PassageIndex:
     def count(self) -> int:
         return self.collection.count()
 
-    def query(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[Hit]:
-        """The k passages nearest to a unit query vector; score is cosine similarity."""
+    def query(self, vector: np.ndarray, k: int, where: dict | None = None,
+              where_document: dict | None = None) -> list[Hit]:
+        """The k passages nearest to a unit query vector (within the filters); score is cosine similarity."""
         n = min(k, self.count())
         if n == 0:
             return []
         r = self.collection.query(query_embeddings=vector.reshape(1, -1), n_results=n, where=where,
-                                  include=["documents", "metadatas", "distances"])
+                                  where_document=where_document, include=["documents", "metadatas", "distances"])
         return [
             Hit(passage_id=pid, file_hash=m["file_hash"], file=m["file"], start=m["start"], end=m["end"],
                 text=doc, score=1.0 - dist, translated=bool(m.get("translated", False)))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import prompts
+from . import custody, prompts
 from .config import AnswerOptions
 from .embed import Embedder
 from .llm import chat_model, parse_json, structured
@@ -50,6 +50,7 @@ def format_passages(hits: list[Hit]) -> str:
 def ask(library: Library, embedder: Embedder, question: str, options: AnswerOptions = AnswerOptions(),
         search_options: SearchOptions | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
     """Answer a question from the library, with verified citations, or say that nothing was found."""
+    custody.log_question(library, question)  # only if the library or EARMARK_AUDIT_QUESTIONS asks for it
     search_options = replace(search_options or SearchOptions(), k=options.k)
     hits = search(library, embedder, question, search_options)
     hits = relevant(embedder, question, hits, options.min_relevance)
@@ -100,6 +101,12 @@ class Span:
     start: float
     end: float
     text: str
+    speaker: str | None = None
+
+    @property
+    def evidence(self) -> str:
+        """What the span attests: its words, and who said them."""
+        return f"{self.speaker}: {self.text}" if self.speaker else self.text
 
 
 def sentences(segs: list[Segment]) -> list[Span]:
@@ -107,13 +114,14 @@ def sentences(segs: list[Segment]) -> list[Span]:
     out: list[Span] = []
     for seg in segs:
         if not seg.words:
-            out.append(Span(seg.start, seg.end, seg.text))
+            out.append(Span(seg.start, seg.end, seg.text, seg.speaker))
             continue
         current: list[Word] = []
         for w in seg.words:
             current.append(w)
             if w.text.rstrip().endswith(SENTENCE_END) or w is seg.words[-1]:
-                out.append(Span(current[0].start, current[-1].end, "".join(x.text for x in current).strip()))
+                out.append(Span(current[0].start, current[-1].end, "".join(x.text for x in current).strip(),
+                                seg.speaker))
                 current = []
     return out
 
@@ -129,14 +137,14 @@ def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, question: str
     spans = sentences([s for s in pool if s.flag is None and s.end > hit.start and s.start < hit.end])
     if not spans:
         return None
-    vecs = embedder.embed([answer, question + " " + answer] + [s.text for s in spans])
-    sim = np.maximum(vecs[2:] @ vecs[0], vecs[2:] @ vecs[1])
-    overlap = np.array([lexical_support(answer, s.text) for s in spans])
+    vecs = embedder.embed([answer] + [s.text for s in spans])
+    sim = vecs[1:] @ vecs[0]
+    overlap = np.array([novel_support(question, answer, s.evidence) for s in spans])
     best = int(np.argmax(sim + overlap))
-    if overlap[best] < 0.5 and sim[best] < 0.45:
+    if not supports(question, answer, spans[best].evidence, float(sim[best])):
         log.info("answer %r not supported by %s (overlap %.2f, sim %.2f)", answer, hit.file, overlap[best], sim[best])
         return None
-    chosen = _widen(spans, best, answer)
+    chosen = _widen(spans, best, question, answer)
     start, end = chosen[0].start, chosen[-1].end
     if hit.translated:
         spoken = [s for s in transcript.segments if s.end > start and s.start < end]
@@ -147,11 +155,12 @@ def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, question: str
     return Citation(n=n, file=hit.file, start=start, end=end, text=text, file_hash=hit.file_hash)
 
 
-def _widen(spans: list[Span], best: int, answer: str) -> list[Span]:
-    """Add neighbouring sentences while the answer's words run on into them."""
+def _widen(spans: list[Span], best: int, question: str, answer: str) -> list[Span]:
+    """Add neighbouring sentences while the answer's new words run on into them."""
     lo = hi = best
+
     def support(a: int, b: int) -> float:
-        return lexical_support(answer, " ".join(s.text for s in spans[a:b + 1]))
+        return novel_support(question, answer, " ".join(s.evidence for s in spans[a:b + 1]))
     while hi + 1 < len(spans) and support(lo, hi + 1) > support(lo, hi) + 0.1:
         hi += 1
     while lo > 0 and support(lo - 1, hi) > support(lo, hi) + 0.1:
@@ -169,10 +178,35 @@ def words(text: str) -> list[str]:
     return re.findall(r"\w+", text)
 
 
-def lexical_support(answer: str, span: str) -> float:
-    """Share of the answer's content words that occur in the span (0.0 when it has none)."""
-    want = [w for w in words(answer) if w not in _STOP]
-    if not want:
-        return 0.0
+# Share of an answer's new words that must occur in its cited span.
+MIN_NOVEL_SUPPORT = 0.6
+# When an answer adds no words to its question, its meaning must be this close to the span.
+MIN_RESTATEMENT_SIMILARITY = 0.5
+
+
+def novel_words(question: str, answer: str) -> list[str]:
+    """The answer's content words that its question did not already contain: what it claims."""
+    asked = set(words(question))
+    return [w for w in words(answer) if w not in _STOP and w not in asked]
+
+
+def novel_support(question: str, answer: str, span: str) -> float:
+    """Share of the answer's new words found in the span (0.0 when it adds none)."""
+    new = novel_words(question, answer)
     have = set(words(span))
-    return sum(w in have for w in want) / len(want)
+    return sum(w in have for w in new) / len(new) if new else 0.0
+
+
+def supports(question: str, answer: str, span: str, similarity: float) -> bool:
+    """Whether a span attests an answer: its numbers all occur there and most of its new words do.
+
+    Similarity alone never vouches for new facts (a question restated around an invented number is
+    still similar to the span); it only decides for an answer that adds no words to the question.
+    """
+    new = novel_words(question, answer)
+    if not new:
+        return similarity >= MIN_RESTATEMENT_SIMILARITY
+    have = set(words(span))
+    if any(w not in have for w in new if any(c.isdigit() for c in w)):
+        return False
+    return novel_support(question, answer, span) >= MIN_NOVEL_SUPPORT

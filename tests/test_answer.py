@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pipeline import prompts
-from pipeline.answer import ask, lexical_support, narrow
+from pipeline.answer import ask, narrow, novel_support, supports
 from pipeline.config import AnswerOptions
 from pipeline.errors import ConfigError
 from pipeline.llm import chat_model
@@ -89,6 +89,24 @@ def test_unknown_llm_backend_lists_the_valid_ones():
         chat_model(AnswerOptions(llm="gpt-magic"))
 
 
-def test_lexical_support_ignores_case_accents_and_stopwords():
-    assert lexical_support("Málaga", "we flew to malaga") == 1.0
-    assert lexical_support("the capital is Canberra", "Sydney is large") == 0.0
+@pytest.mark.parametrize("question,answer,span,ok", [
+    # Regressions found by eval: the question must never vouch for what the answer adds.
+    ("Which animal's sound is being described?", "picovoice-leopard-diarization-3spk.wav",
+     "this is what a crocodile sounds like", False),
+    ("How much was the lost cotton worth?", "The lost cotton was worth $100,000.",
+     "it was not so much the loss of the cotton itself", False),
+    ("Who is the apostle of the middle classes?", "Sheila is the apostle of the middle classes.",
+     "Mister Quilter is the apostle of the middle classes", False),
+    ("Where is Sheila originally from?", "Sheila and Texas originally from Chicago.",
+     "Sheila: Yeah, I'm Sheila and Texas originally from Chicago.", True),
+    # Who said it is attested by the speaker label, not the words.
+    ("Who says people call her a Yankee?", "Sheila", "Sheila: they all call me a Yankee down here", True),
+    ("Where did they fly?", "To Málaga.", "we flew to MALAGA last spring", True),
+])
+def test_support_requires_the_answers_new_words_in_the_span(question, answer, span, ok):
+    assert supports(question, answer, span, similarity=0.55) is ok
+
+
+def test_novel_support_ignores_words_the_question_already_has():
+    assert novel_support("What did Kennedy ask?", "Kennedy asked Americans", "my fellow americans") == 0.5
+    assert novel_support("What did Kennedy ask?", "Kennedy", "anything") == 0.0

@@ -27,3 +27,11 @@ class ModelNotFound(EarmarkError):
 
 class ModelIntegrityError(EarmarkError):
     """Model weights do not match their pinned SHA-256, or cannot be converted or loaded."""
+
+
+class CustodyError(EarmarkError):
+    """An original recording changed or went missing since it was ingested, or the audit log is unusable."""
+
+
+class RangeError(EarmarkError):
+    """A time or time range given by the user is malformed or lies outside the recording."""

@@ -1,0 +1,266 @@
+"""Chain of custody: originals re-hashed against the catalog, and a tamper-evident audit log.
+
+The catalog records each original's SHA-256, size, path and ingest time; `verify_originals` re-hashes
+every original where it was ingested from. `LIBRARY/audit.jsonl` is append-only: each line is one JSON
+entry carrying `prev`, the SHA-256 of the previous line, and `hash`, the SHA-256 of the entry itself
+(canonical JSON without `hash`). Editing a line breaks its `hash` (or, if that is recomputed, the next
+line's `prev`); deleting or reordering lines breaks `seq` and `prev`; cutting lines off the end is caught
+by the head (last seq and hash) that every append also records in the catalog.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import lexical
+from .audio import sha256_file
+from .errors import CustodyError
+from .store import Library, Recording, now
+
+log = logging.getLogger(__name__)
+
+AUDIT_FILE = "audit.jsonl"
+GENESIS = "0" * 64  # the `prev` of the first entry
+RESERVED = frozenset({"seq", "time", "event", "prev", "hash"})
+HEAD_KEY = "audit_head"  # catalog meta: {"seq", "hash"} of the last entry appended
+QUESTIONS_KEY = "audit_questions"  # catalog meta: "1" logs every question asked
+QUESTIONS_ENV = "EARMARK_AUDIT_QUESTIONS"
+
+
+# --- originals -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileCheck:
+    file: str
+    path: str
+    status: str  # "ok" | "changed" | "missing"
+    expected: str
+    actual: str | None  # None when the file is missing
+
+    def to_json(self) -> dict:
+        """The `verify --json` shape of one file."""
+        return asdict(self)
+
+
+def check_original(rec: Recording) -> FileCheck:
+    """Re-hash one original at the path it was ingested from."""
+    path = Path(rec.path)
+    if not rec.path or not path.is_file():
+        return FileCheck(rec.file_name, rec.path, "missing", rec.sha256, None)
+    actual = sha256_file(path)
+    return FileCheck(rec.file_name, rec.path, "ok" if actual == rec.sha256 else "changed", rec.sha256, actual)
+
+
+def verify_originals(library: Library, on_file: Callable[[FileCheck], None] | None = None) -> list[FileCheck]:
+    """Re-hash every original in the library; one check per recording, in file-name order."""
+    checks = []
+    for rec in library.recordings():
+        checks.append(check_original(rec))
+        if on_file:
+            on_file(checks[-1])
+    return checks
+
+
+def require_intact(rec: Recording) -> Path:
+    """The original's path if its bytes are still the ones ingested; else a CustodyError saying what changed."""
+    check = check_original(rec)
+    if check.status == "missing":
+        raise CustodyError(f"{rec.file_name}: the original is missing from {rec.path}; "
+                           "put it back there (`earmark verify` checks every original)")
+    if check.status == "changed":
+        raise CustodyError(f"{rec.file_name}: the original at {rec.path} has changed since ingest "
+                           f"(sha256 {check.actual[:12]}…, ingested as {rec.sha256[:12]}…); refusing to use it")
+    return Path(rec.path)
+
+
+# --- the audit log ---------------------------------------------------------------------------
+def _digest(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+def _entry_hash(entry: dict) -> str:
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    return _digest(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+
+
+def log_event(root: Path, event: str, **details) -> dict:
+    """Append one entry to LIBRARY/audit.jsonl (locked against concurrent writers, one write + fsync)."""
+    clash = RESERVED & details.keys()
+    if clash:
+        raise ValueError(f"audit details may not be named {sorted(clash)}")
+    path = Path(root) / AUDIT_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise CustodyError(f"cannot open the audit log {path}: {e.strerror}") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        last = _last_line(fd)
+        seq, prev = (1, GENESIS) if last is None else (_seq_of(last, fd) + 1, _digest(last))
+        entry = {"seq": seq, "time": now(), "event": event, **details, "prev": prev}
+        entry["hash"] = _entry_hash(entry)
+        line = json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        torn = last is not None and not _ends_with_newline(fd)
+        os.write(fd, (b"\n" if torn else b"") + line)  # one write: a line is whole or absent
+        os.fsync(fd)
+        _set_head(Path(root), {"seq": seq, "hash": entry["hash"]})
+    finally:
+        os.close(fd)  # closing releases the lock
+    log.debug("audit %s #%d", event, seq)
+    return entry
+
+
+def _last_line(fd: int) -> bytes | None:
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return None
+    block = 1 << 16
+    while True:
+        start = max(0, size - block)
+        data = os.pread(fd, size - start, start).rstrip(b"\n")
+        cut = data.rfind(b"\n")
+        if cut >= 0 or start == 0:
+            return data[cut + 1:]
+        block *= 4
+
+
+def _ends_with_newline(fd: int) -> bool:
+    size = os.fstat(fd).st_size
+    return size == 0 or os.pread(fd, 1, size - 1) == b"\n"
+
+
+def _seq_of(line: bytes, fd: int) -> int:
+    try:
+        return int(json.loads(line)["seq"])
+    except (ValueError, KeyError, TypeError):
+        # The last line is damaged (verify --audit reports it); number on from the line count.
+        size = os.fstat(fd).st_size
+        return os.pread(fd, size, 0).rstrip(b"\n").count(b"\n") + 1
+
+
+def _catalog(root: Path) -> sqlite3.Connection | None:
+    db_path = root / "catalog.sqlite"
+    if not db_path.exists():
+        return None
+    db = sqlite3.connect(db_path, timeout=30, isolation_level=None)
+    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    return db
+
+
+def _set_head(root: Path, head: dict) -> None:
+    db = _catalog(root)
+    if db is None:
+        return
+    with db:
+        db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                   (HEAD_KEY, json.dumps(head)))
+    db.close()
+
+
+def _get_head(root: Path) -> dict | None:
+    db = _catalog(root)
+    if db is None:
+        return None
+    row = db.execute("SELECT value FROM meta WHERE key=?", (HEAD_KEY,)).fetchone()
+    db.close()
+    return json.loads(row[0]) if row else None
+
+
+@dataclass
+class AuditCheck:
+    entries: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (line number, what is wrong)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict:
+        """The `verify --audit --json` shape of the log check."""
+        return {"ok": self.ok, "entries": self.entries,
+                "problems": [{"line": n, "problem": p} for n, p in self.problems]}
+
+
+def verify_audit(root: Path) -> AuditCheck:
+    """Check every line's hash, its link to the line before, its sequence number, and the recorded head."""
+    path = Path(root) / AUDIT_FILE
+    check = AuditCheck()
+    lines = path.read_bytes().split(b"\n") if path.exists() else []
+    if lines and lines[-1] == b"":
+        lines.pop()
+    prev, expected_seq, last = GENESIS, 1, None
+    for n, raw in enumerate(lines, 1):
+        try:
+            entry = json.loads(raw)
+            seq = entry["seq"]
+        except (ValueError, KeyError, TypeError):
+            check.problems.append((n, "not an audit entry (damaged or inserted line)"))
+            prev, expected_seq = _digest(raw), expected_seq + 1
+            continue
+        if entry.get("hash") != _entry_hash(entry):
+            check.problems.append((n, f"entry seq {seq} was altered (its hash does not match its content)"))
+        if entry.get("prev") != prev:
+            check.problems.append((n, "does not follow the line before it (a line was removed, inserted "
+                                      "or reordered here)"))
+        if seq != expected_seq:
+            check.problems.append((n, f"has seq {seq} where {expected_seq} was expected"))
+        prev, expected_seq, last = _digest(raw), (seq + 1 if isinstance(seq, int) else expected_seq + 1), entry
+    check.entries = len(lines)
+    head = _get_head(Path(root))
+    if head and (last is None or last.get("seq") != head["seq"] or last.get("hash") != head["hash"]):
+        check.problems.append((len(lines) + 1, f"the log ends before entry seq {head['seq']}, the last one the "
+                                               "catalog recorded (lines were cut from the end, or replaced)"))
+    return check
+
+
+def questions_enabled(library: Library) -> bool:
+    """Whether questions are audit-logged: env EARMARK_AUDIT_QUESTIONS=1, else the library's setting."""
+    env = os.environ.get(QUESTIONS_ENV)
+    if env is not None:
+        return env.strip().lower() in ("1", "true", "yes", "on")
+    row = library.db.execute("SELECT value FROM meta WHERE key=?", (QUESTIONS_KEY,)).fetchone()
+    return bool(row) and row["value"] == "1"
+
+
+def set_questions(library: Library, on: bool) -> None:
+    """Turn the library's logging of questions on or off (itself an audit event)."""
+    library.db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                       (QUESTIONS_KEY, "1" if on else "0"))
+    log_event(library.root, "setting", name=QUESTIONS_KEY, value=on)
+
+
+def log_question(library: Library, question: str) -> None:
+    """Record a question asked, if the library or environment asks for questions to be logged."""
+    if questions_enabled(library):
+        log_event(library.root, "ask", question=question)
+
+
+# --- deletion --------------------------------------------------------------------------------
+def delete_recording(library: Library, rec: Recording) -> Path:
+    """Remove a recording from the catalog and both indexes; its transcripts move to LIBRARY/deleted/HASH/.
+
+    Transcripts are moved, not destroyed, so what was deleted stays reviewable; the audit log records it.
+    """
+    dest = library.root / "deleted" / rec.sha256
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted((library.root / "transcripts").glob(f"{rec.sha256}*.json")):
+        shutil.move(str(f), dest / f.name)
+    redactions = library.root / "redactions" / f"{rec.sha256}.json"
+    if redactions.exists():
+        shutil.move(str(redactions), dest / "redactions.json")
+    library.index.delete_file(rec.sha256)
+    with library.db:
+        library.db.execute("BEGIN")
+        lexical.replace_file(library.db, rec.sha256, [])
+        library.db.execute("DELETE FROM recordings WHERE sha256=?", (rec.sha256,))
+    log_event(library.root, "delete", file=rec.file_name, sha256=rec.sha256, path=rec.path,
+              moved_to=str(dest.relative_to(library.root)))
+    return dest

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import custody, prompts
+from . import custody, prompts, verify
 from .config import AnswerOptions
 from .embed import Embedder
 from .llm import chat_model, parse_json, structured
@@ -56,14 +55,60 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     hits = relevant(embedder, question, hits, options.min_relevance)
     if not hits:
         return Answer(question, NOT_FOUND, False)
-    reply = _generate(question, hits, options, on_token)
+    focused = [focus(library, embedder, question, h) for h in hits]
+    focused = [(h, spans) for h, spans in focused if spans]
+    if not focused:
+        return Answer(question, NOT_FOUND, False)
+    reply = _generate(question, [h for h, _ in focused], options, on_token)
     n, text = reply.get("passage"), str(reply.get("answer", "")).strip()
-    if not isinstance(n, int) or not 1 <= n <= len(hits) or not text:
+    if not text:
         return Answer(question, NOT_FOUND, False)
-    citation = narrow(library, embedder, n, hits[n - 1], question, text)
-    if citation is None:
+    # The model's passage number is a hint: its passage is checked first, then the others shown.
+    # A citation only ever points at a passage the model was given, and only where it is verified.
+    order = sorted(range(len(focused)), key=lambda i: i + 1 != n)
+    for i in order:
+        citation = narrow(library, embedder, i + 1, *focused[i], question, text)
+        if citation is not None:
+            return Answer(question, text, True, (citation,))
+    return quote(library, question, focused)
+
+
+def quote(library: Library, question: str, focused: list[tuple[Hit, list["Span"]]]) -> Answer:
+    """When the model's answer is not borne out: the sentence that plainly answers the question, quoted.
+
+    A sentence qualifies only if it holds nearly all of the question's content (verify.MIN_QUOTE_OVERLAP),
+    so a question the recordings do not answer still gets "nothing found".
+    """
+    best = max(((verify.question_overlap(question, s.evidence), n, hit, s)
+                for n, (hit, spans) in enumerate(focused, 1) for s in spans), key=lambda x: x[0])
+    overlap, n, hit, span = best
+    if overlap < verify.MIN_QUOTE_OVERLAP:
         return Answer(question, NOT_FOUND, False)
-    return Answer(question, text, True, (citation,))
+    citation = _citation(library, n, hit, [span])
+    return Answer(question, f"The recording says: \u201c{citation.text}\u201d", True, (citation,))
+
+
+# Sentences of a passage shown to the model: a small model answers better from a few relevant
+# sentences than from a minute of transcript with ten unrelated ones.
+FOCUS_SENTENCES = 4
+
+
+def focus(library: Library, embedder: Embedder, question: str, hit: Hit) -> tuple[Hit, list["Span"]]:
+    """The hit cut down to its sentences most relevant to the question, most relevant first.
+
+    Small models lean on what they read first, so relevance, not time, orders the sentences.
+    """
+    transcript = library.transcript(hit.file_hash)
+    pool = transcript.translations if hit.translated else transcript.segments
+    spans = sentences([s for s in pool if s.flag is None and s.end > hit.start and s.start < hit.end])
+    if len(spans) > FOCUS_SENTENCES:
+        vecs = embedder.embed([question] + [s.text for s in spans])
+        score = vecs[1:] @ vecs[0] + np.array([verify.question_overlap(question, s.evidence) for s in spans])
+        spans = [spans[i] for i in np.argsort(-score)[:FOCUS_SENTENCES]]
+    if not spans:
+        return hit, []
+    text = "\n".join(s.evidence for s in spans)
+    return replace(hit, start=min(s.start for s in spans), end=max(s.end for s in spans), text=text), spans
 
 
 def relevant(embedder: Embedder, question: str, hits: list[Hit], floor: float, spread: float = 0.2) -> list[Hit]:
@@ -109,6 +154,10 @@ class Span:
         return f"{self.speaker}: {self.text}" if self.speaker else self.text
 
 
+# "Mr." or "J." ends a word, not a sentence.
+_ABBREVIATION = re.compile(r"^(?:mr|mrs|ms|dr|st|jr|sr|prof|vs|etc|no|[a-z])\.$", re.IGNORECASE)
+
+
 def sentences(segs: list[Segment]) -> list[Span]:
     """The sentences of some segments, timed by their words (a segment without words stays whole)."""
     out: list[Span] = []
@@ -119,35 +168,40 @@ def sentences(segs: list[Segment]) -> list[Span]:
         current: list[Word] = []
         for w in seg.words:
             current.append(w)
-            if w.text.rstrip().endswith(SENTENCE_END) or w is seg.words[-1]:
+            if (w.text.rstrip().endswith(SENTENCE_END) and not _ABBREVIATION.match(w.text.strip())) \
+                    or w is seg.words[-1]:
                 out.append(Span(current[0].start, current[-1].end, "".join(x.text for x in current).strip(),
                                 seg.speaker))
                 current = []
     return out
 
 
-def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, question: str, answer: str) -> Citation | None:
-    """The sentence(s) of the cited passage that carry the answer, or None if none supports it.
+def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, spans: list["Span"], question: str,
+           answer: str) -> Citation | None:
+    """The sentence(s) among those shown that carry the answer, or None if none supports it.
 
     For a translated passage the support is looked for in the English rendering, and the citation
     quotes the words actually spoken in that span.
     """
-    transcript = library.transcript(hit.file_hash)
-    pool = transcript.translations if hit.translated else transcript.segments
-    spans = sentences([s for s in pool if s.flag is None and s.end > hit.start and s.start < hit.end])
-    if not spans:
+    vecs = embedder.embed([answer, question] + [s.text for s in spans])
+    sim_answer, sim_question = vecs[2:] @ vecs[0], vecs[2:] @ vecs[1]
+    overlap = np.array([verify.novel_support(question, answer, s.evidence) for s in spans])
+    about = np.array([verify.question_overlap(question, s.evidence) for s in spans])
+    best = int(np.argmax(sim_answer + overlap + about))
+    evidence = spans[best].evidence
+    if not verify.supports(question, answer, evidence) or \
+            not verify.about_question(question, evidence, float(sim_question[best])):
+        log.info("answer %r not supported by %s @ %.1f", answer, hit.file, spans[best].start)
         return None
-    vecs = embedder.embed([answer] + [s.text for s in spans])
-    sim = vecs[1:] @ vecs[0]
-    overlap = np.array([novel_support(question, answer, s.evidence) for s in spans])
-    best = int(np.argmax(sim + overlap))
-    if not supports(question, answer, spans[best].evidence, float(sim[best])):
-        log.info("answer %r not supported by %s (overlap %.2f, sim %.2f)", answer, hit.file, overlap[best], sim[best])
-        return None
-    chosen = _widen(spans, best, question, answer)
+    in_time = sorted(spans, key=lambda x: x.start)
+    return _citation(library, n, hit, _widen(in_time, in_time.index(spans[best]), question, answer))
+
+
+def _citation(library: Library, n: int, hit: Hit, chosen: list["Span"]) -> Citation:
+    """A citation of consecutive sentences; a translated one quotes the words spoken in its span."""
     start, end = chosen[0].start, chosen[-1].end
     if hit.translated:
-        spoken = [s for s in transcript.segments if s.end > start and s.start < end]
+        spoken = [s for s in library.transcript(hit.file_hash).segments if s.end > start and s.start < end]
         start, end = min([start] + [s.start for s in spoken]), max([end] + [s.end for s in spoken])
         text = " ".join(s.text for s in spoken)
     else:
@@ -160,53 +214,9 @@ def _widen(spans: list[Span], best: int, question: str, answer: str) -> list[Spa
     lo = hi = best
 
     def support(a: int, b: int) -> float:
-        return novel_support(question, answer, " ".join(s.evidence for s in spans[a:b + 1]))
+        return verify.novel_support(question, answer, " ".join(s.evidence for s in spans[a:b + 1]))
     while hi + 1 < len(spans) and support(lo, hi + 1) > support(lo, hi) + 0.1:
         hi += 1
     while lo > 0 and support(lo - 1, hi) > support(lo, hi) + 0.1:
         lo -= 1
     return spans[lo:hi + 1]
-
-_STOP = frozenset("a an the of to in on at for and or but is are was were be been it its this that with as by "
-                  "from he she they we you i his her their our your what who where when which how did do does".split())
-
-
-def words(text: str) -> list[str]:
-    """Lower-case, accent-free word tokens (letters and digits), for matching answers to transcripts."""
-    text = unicodedata.normalize("NFKD", text.casefold())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return re.findall(r"\w+", text)
-
-
-# Share of an answer's new words that must occur in its cited span.
-MIN_NOVEL_SUPPORT = 0.6
-# When an answer adds no words to its question, its meaning must be this close to the span.
-MIN_RESTATEMENT_SIMILARITY = 0.5
-
-
-def novel_words(question: str, answer: str) -> list[str]:
-    """The answer's content words that its question did not already contain: what it claims."""
-    asked = set(words(question))
-    return [w for w in words(answer) if w not in _STOP and w not in asked]
-
-
-def novel_support(question: str, answer: str, span: str) -> float:
-    """Share of the answer's new words found in the span (0.0 when it adds none)."""
-    new = novel_words(question, answer)
-    have = set(words(span))
-    return sum(w in have for w in new) / len(new) if new else 0.0
-
-
-def supports(question: str, answer: str, span: str, similarity: float) -> bool:
-    """Whether a span attests an answer: its numbers all occur there and most of its new words do.
-
-    Similarity alone never vouches for new facts (a question restated around an invented number is
-    still similar to the span); it only decides for an answer that adds no words to the question.
-    """
-    new = novel_words(question, answer)
-    if not new:
-        return similarity >= MIN_RESTATEMENT_SIMILARITY
-    have = set(words(span))
-    if any(w not in have for w in new if any(c.isdigit() for c in w)):
-        return False
-    return novel_support(question, answer, span) >= MIN_NOVEL_SUPPORT

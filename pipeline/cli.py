@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from .config import AnswerOptions, EmbedOptions, TranscribeOptions, default_library
+from .cli_evidence import register as register_evidence
 from .errors import EarmarkError
 from .records import mmss, span
 
@@ -33,6 +34,21 @@ class Ctx:
 
         lib = Library(self.library_dir, self.embed_model)
         return lib, load_embedder(EmbedOptions(model=self.embed_model))
+
+
+def filter_options(f):
+    """The filters shared by search and ask."""
+    f = click.option("--file", "file_name", default=None, help="Only recordings whose name matches this glob.")(f)
+    f = click.option("--language", default=None, help="Only speech in this language (e.g. de).")(f)
+    f = click.option("--since", default=None, help="Only recordings made on/after this date (YYYY-MM-DD).")(f)
+    f = click.option("--until", default=None, help="Only recordings made on/before this date (YYYY-MM-DD).")(f)
+    f = click.option("--speaker", default=None, help="Only passages where this speaker talks.")(f)
+    return f
+
+
+def _scope(**filters) -> dict:
+    return {"file": filters["file_name"], "language": filters["language"], "since": filters["since"],
+            "until": filters["until"], "speaker": filters["speaker"]}
 
 
 def _emit_json(data: dict) -> None:
@@ -98,19 +114,17 @@ def ingest(obj: Ctx, paths: tuple[Path, ...], whisper_model: str, language: str 
 @click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default="hybrid", show_default=True,
               help="Meaning (dense), words (lexical, BM25) or both fused.")
 @click.option("--exact", is_flag=True, help="Every occurrence of QUERY as a phrase, timed by its words.")
-@click.option("--file", "file_name", default=None, help="Only this recording (file name).")
-@click.option("--language", default=None, help="Only passages in this language (e.g. de).")
+@filter_options
 @click.option("--json", "as_json", is_flag=True, help='Print {"hits": [{"file","start","end","text","score"}]}.')
 @click.pass_obj
-def search(obj: Ctx, query: str, k: int, mode: str, exact: bool, file_name: str | None, language: str | None,
-           as_json: bool) -> None:
+def search(obj: Ctx, query: str, k: int, mode: str, exact: bool, as_json: bool, **filters) -> None:
     """Find the passages that best match QUERY (or, with --exact, every occurrence of it)."""
     from .search import SearchOptions
     from .search import exact as run_exact
     from .search import search as run_search
 
     lib, embedder = obj.open()
-    options = SearchOptions(k=k, mode=mode, file=file_name, language=language)
+    options = SearchOptions(k=k, mode=mode, **_scope(**filters))
     hits = run_exact(lib, query, options) if exact else run_search(lib, embedder, query, options)
     if as_json:
         return _emit_json({"hits": [h.to_json() for h in hits]})
@@ -125,18 +139,25 @@ def search(obj: Ctx, query: str, k: int, mode: str, exact: bool, file_name: str 
 @click.option("--llm", default=AnswerOptions().llm, show_default=True,
               help="Answering backend: llama-cpp, openai or ollama (env EARMARK_LLM).")
 @click.option("--llm-model", default=AnswerOptions().model, help="Model for the backend (env EARMARK_LLM_MODEL).")
-@click.option("--file", "file_name", default=None, help="Only this recording (file name).")
+@filter_options
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"question","answer","found","citations":[{"n","file","start","end","text"}]}.')
+@click.option("--clips", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write a WAV clip + manifest of each cited span into this folder.")
 @click.pass_obj
-def ask(obj: Ctx, question: str, llm: str, llm_model: str, file_name: str | None, as_json: bool) -> None:
+def ask(obj: Ctx, question: str, llm: str, llm_model: str, as_json: bool, clips: Path | None, **filters) -> None:
     """Answer QUESTION from the recordings, citing file @ mm:ss–mm:ss."""
     from .answer import ask as run_ask
     from .search import SearchOptions
 
     lib, embedder = obj.open()
     answer = run_ask(lib, embedder, question, replace(AnswerOptions(), llm=llm, model=llm_model),
-                     SearchOptions(file=file_name))
+                     SearchOptions(**_scope(**filters)))
+    if clips:
+        from .clips import clip_citations
+
+        for p in clip_citations(lib, answer, clips):
+            click.echo(f"clip: {p} (+ .json manifest)", err=True)
     if as_json:
         return _emit_json(answer.to_json())
     click.echo(answer.answer)
@@ -235,6 +256,9 @@ def eval_(obj: Ctx, audio: Path, questions: Path, out: Path, eval_library: Path 
     click.echo(f"report: {out / 'report.md'} (and report.json, plots) in {report['wall_seconds'] / 60:.1f} min")
     for name, value in headline(report):
         click.echo(f"  {name}: {value}")
+
+
+register_evidence(cli)  # verify, audit, delete, export, clip, redact, speakers (cli_evidence.py)
 
 
 def main() -> None:

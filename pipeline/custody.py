@@ -181,6 +181,7 @@ class AuditCheck:
 
     @property
     def ok(self) -> bool:
+        """True when no line has a problem."""
         return not self.problems
 
     def to_json(self) -> dict:

@@ -86,3 +86,44 @@ def _split(seg: Segment, turns: list[Turn]) -> list[Segment]:
             groups.append((who, [w]))
     return [replace(seg, start=ws[0].start, end=ws[-1].end, text="".join(w.text for w in ws).strip(),
                     words=tuple(ws), speaker=who) for who, ws in groups]
+
+
+def speaker_times(segments: list[Segment]) -> dict[str, tuple[int, float]]:
+    """Each speaker label with its number of segments and seconds spoken, in order of first appearance."""
+    out: dict[str, tuple[int, float]] = {}
+    for s in segments:
+        if s.speaker is not None:
+            n, secs = out.get(s.speaker, (0, 0.0))
+            out[s.speaker] = (n + 1, secs + s.end - s.start)
+    return out
+
+
+def rename_segments(segments: tuple[Segment, ...], old: str, new: str) -> tuple[Segment, ...]:
+    """The segments with speaker label `old` relabelled `new` (two labels become one if `new` exists)."""
+    known = speaker_times(list(segments))
+    if old not in known:
+        raise EarmarkError(f"no speaker {old!r} in this transcript; its speakers are: "
+                           f"{', '.join(known) or 'none (ingest with --speakers first)'}")
+    if not new.strip() or new.strip() != new or ":" in new:
+        raise EarmarkError(f"{new!r} is not a usable speaker name (no leading/trailing spaces, no ':')")
+    return tuple(replace(s, speaker=new) if s.speaker == old else s for s in segments)
+
+
+def rename(library, embedder, sha256: str, old: str, new: str) -> int:
+    """Rename a speaker in a recording's transcript (saved as a new version, the old one kept),
+    re-index the recording so the name reaches search, answers and exports, and audit-log it.
+    Returns the number of segments relabelled."""
+    from .config import ChunkOptions
+    from .custody import log_event
+    from .ingest import index_transcript  # ingest imports this module
+    from .store import now
+
+    t = library.transcript(sha256)
+    changes = {"segments": rename_segments(t.segments, old, new), "created": now()}
+    if getattr(t, "translations", ()):
+        changes["translations"] = tuple(replace(s, speaker=new) if s.speaker == old else s for s in t.translations)
+    count = speaker_times(list(t.segments))[old][0]
+    library.save_transcript(replace(t, **changes))
+    index_transcript(library, embedder, library.transcript(sha256), ChunkOptions())
+    log_event(library.root, "rename_speaker", file=t.file_name, sha256=sha256, old=old, new=new, segments=count)
+    return count

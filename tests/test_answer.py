@@ -5,7 +5,8 @@ import json
 import pytest
 
 from pipeline import prompts
-from pipeline.answer import ask, narrow, novel_support, supports
+from pipeline.answer import ask, focus, narrow
+from pipeline.verify import about_question, novel_support, supports
 from pipeline.config import AnswerOptions
 from pipeline.errors import ConfigError
 from pipeline.llm import chat_model
@@ -41,8 +42,10 @@ def test_sheila_citation_is_narrowed_to_her_turn(sample_library, embedder):
 
 def test_an_answer_its_passage_does_not_support_is_withheld(sample_library, embedder):
     hit = search(sample_library, embedder, "Kennedy fellow Americans country")[0]
-    assert narrow(sample_library, embedder, 1, hit, "What did Kennedy say?", "The budget was cut by forty percent.") is None
-    ok = narrow(sample_library, embedder, 1, hit, "What did Kennedy ask?", "Ask what you can do for your country.")
+    hit, spans = focus(sample_library, embedder, "What did Kennedy ask?", hit)
+    assert narrow(sample_library, embedder, 1, hit, spans, "What did Kennedy say?",
+                  "The budget was cut by forty percent.") is None
+    ok = narrow(sample_library, embedder, 1, hit, spans, "What did Kennedy ask?", "Ask what you can do for your country.")
     assert ok is not None and ok.start >= 5.0  # the second sentence, not the whole passage
 
 
@@ -102,9 +105,18 @@ def test_unknown_llm_backend_lists_the_valid_ones():
     # Who said it is attested by the speaker label, not the words.
     ("Who says people call her a Yankee?", "Sheila", "Sheila: they all call me a Yankee down here", True),
     ("Where did they fly?", "To Málaga.", "we flew to MALAGA last spring", True),
+    # An answer that only restates the question answers nothing.
+    ("What kind of stone was set in the gold ring?", "A gold ring", "A gold ring will please most any girl.", False),
 ])
 def test_support_requires_the_answers_new_words_in_the_span(question, answer, span, ok):
-    assert supports(question, answer, span, similarity=0.55) is ok
+    assert supports(question, answer, span) is ok
+
+
+def test_a_cited_sentence_must_be_about_the_question():
+    # The model answered the barn question with another Harvard sentence from the same passage.
+    assert not about_question("What tore down the barn?", "The blind man counted his old coins.", 0.1)
+    assert about_question("What tore down the barn?", "A severe storm tore down the barn.", 0.1)
+    assert about_question("What colour are the sands described as?", "the sand is white", 0.2)  # stems
 
 
 def test_novel_support_ignores_words_the_question_already_has():

@@ -1,0 +1,83 @@
+"""Checks that a cited span really supports an answer, before the answer is shown.
+
+Two questions are asked of every citation: does the span contain what the answer claims (its new
+content words, every number among them, or the speaker it names), and is the span about what was
+asked (it shares the question's word stems, or its meaning is close). Word stems come from the
+Snowball stemmer (maintained, many languages), so "sands" matches "sand".
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+# Share of an answer's new words that must occur in its cited span.
+MIN_NOVEL_SUPPORT = 0.6
+# Share of the question's content stems the cited span must share, unless its meaning is this close.
+MIN_QUESTION_OVERLAP = 0.3
+MIN_QUESTION_SIMILARITY = 0.5
+# A sentence is quoted as the answer on its own only if it holds this share of the question's stems.
+MIN_QUOTE_OVERLAP = 0.75
+
+STOPWORDS = frozenset(
+    "a an the of to in on at for and or but is are was were be been it its this that with as by from he she "
+    "they we you i his her their our your what who whom where when which how why did do does said say says "
+    "about there here not no so if then than into over according described mentioned speaker recording".split())
+
+
+def words(text: str) -> list[str]:
+    """Lower-case, accent-free word tokens (letters and digits)."""
+    text = unicodedata.normalize("NFKD", text.casefold())
+    return re.findall(r"\w+", "".join(c for c in text if not unicodedata.combining(c)))
+
+
+@functools.lru_cache(maxsize=1)
+def _stemmer():
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
+def stems(text: str) -> list[str]:
+    """Stems of a text's content words."""
+    return _stemmer().stemWords([w for w in words(text) if w not in STOPWORDS])
+
+
+def novel_words(question: str, answer: str) -> list[str]:
+    """The answer's content words that its question did not already contain: what it claims."""
+    asked = set(words(question))
+    return [w for w in words(answer) if w not in STOPWORDS and w not in asked]
+
+
+def novel_support(question: str, answer: str, span: str) -> float:
+    """Share of the answer's new words found in the span (0.0 when it adds none)."""
+    new = novel_words(question, answer)
+    have = set(words(span))
+    return sum(w in have for w in new) / len(new) if new else 0.0
+
+
+def supports(question: str, answer: str, span: str) -> bool:
+    """Whether a span attests an answer: all its numbers and most of its new words occur there.
+
+    An answer that adds nothing to its question ("a gold ring" to "what stone was in the gold ring?")
+    answers nothing and is not supported; similarity never vouches for new facts.
+    """
+    new = novel_words(question, answer)
+    if not new:
+        return False
+    have = set(words(span))
+    if any(w not in have for w in new if any(c.isdigit() for c in w)):
+        return False
+    return novel_support(question, answer, span) >= MIN_NOVEL_SUPPORT
+
+
+def question_overlap(question: str, span: str) -> float:
+    """Share of the question's content stems that occur in the span."""
+    want = set(stems(question))
+    return len(want & set(stems(span))) / len(want) if want else 0.0
+
+
+def about_question(question: str, span: str, similarity: float) -> bool:
+    """Whether a span is about what was asked (shares its words, or is close in meaning)."""
+    return question_overlap(question, span) >= MIN_QUESTION_OVERLAP or similarity >= MIN_QUESTION_SIMILARITY

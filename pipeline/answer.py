@@ -52,7 +52,7 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     custody.log_question(library, question)  # only if the library or EARMARK_AUDIT_QUESTIONS asks for it
     search_options = replace(search_options or SearchOptions(), k=options.k)
     hits = search(library, embedder, question, search_options)
-    hits = relevant(embedder, question, hits, options.min_relevance)
+    hits = relevant(embedder, question, [h for h in hits if not _injection(h)], options.min_relevance)
     if not hits:
         return Answer(question, NOT_FOUND, False)
     focused = [focus(library, embedder, question, h) for h in hits]
@@ -109,6 +109,16 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit) -> tupl
         return hit, []
     text = "\n".join(s.evidence for s in spans)
     return replace(hit, start=min(s.start for s in spans), end=max(s.end for s in spans), text=text), spans
+
+
+def _injection(hit: Hit) -> bool:
+    """A passage that gives orders to a model is never shown to one (the prompt says passages are
+    quoted material too; this is the second line of defence). It stays searchable."""
+    if verify.addresses_a_model(hit.text):
+        log.warning("%s @ %.1f s speaks to an AI model (prompt injection?); not shown to the answerer",
+                    hit.file, hit.start)
+        return True
+    return False
 
 
 def relevant(embedder: Embedder, question: str, hits: list[Hit], floor: float, spread: float = 0.2) -> list[Hit]:

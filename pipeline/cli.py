@@ -151,8 +151,9 @@ def ask(obj: Ctx, question: str, llm: str, llm_model: str, as_json: bool, clips:
     from .search import SearchOptions
 
     lib, embedder = obj.open()
+    stream = None if as_json else _AnswerPrinter()
     answer = run_ask(lib, embedder, question, replace(AnswerOptions(), llm=llm, model=llm_model),
-                     SearchOptions(**_scope(**filters)))
+                     SearchOptions(**_scope(**filters)), on_token=stream.feed if stream else None)
     if clips:
         from .clips import clip_citations
 
@@ -160,9 +161,32 @@ def ask(obj: Ctx, question: str, llm: str, llm_model: str, as_json: bool, clips:
             click.echo(f"clip: {p} (+ .json manifest)", err=True)
     if as_json:
         return _emit_json(answer.to_json())
-    click.echo(answer.answer)
+    stream.finish(answer)
     for c in answer.citations:
         click.echo(f"  [{c.n}] {c.file} @ {span(c.start, c.end)}  \"{c.text}\"")
+
+
+class _AnswerPrinter:
+    """Prints the model's answer as it is generated, then settles it against the verified answer."""
+
+    def __init__(self):
+        from .llm import FieldStream
+
+        self.field, self.shown = FieldStream("answer"), ""
+
+    def feed(self, token: str) -> None:
+        new = self.field.feed(token)
+        if new:
+            click.echo(new, nl=False)
+            self.shown += new
+
+    def finish(self, answer) -> None:
+        if self.shown.strip() == answer.answer.strip():
+            click.echo()
+            return
+        if self.shown:
+            click.echo("\n(withdrawn: the recordings do not bear this out)")
+        click.echo(answer.answer)
 
 
 @cli.command()

@@ -143,3 +143,52 @@ def parse_json(text: str) -> dict:
         return json.loads(text[start:end + 1])
     except (ValueError, json.JSONDecodeError) as e:
         raise LLMError(f"the model did not return JSON: {text[:120]!r}") from e
+
+
+class FieldStream:
+    """Feed it a JSON object's text as it is generated; it returns the new characters of one string field.
+
+    Lets `earmark ask` print the answer while the model is still writing its JSON reply.
+    """
+
+    _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\", "/": "/", "b": "", "f": "", "r": ""}
+
+    def __init__(self, field: str):
+        self.key = f'"{field}"'
+        self.buffer = ""
+        self.pos: int | None = None  # where the field's value starts in the buffer, once known
+        self.done = False
+
+    def feed(self, text: str) -> str:
+        """The field's characters that `text` completes (decoded), or "" if none yet."""
+        self.buffer += text
+        if self.done:
+            return ""
+        if self.pos is None:
+            k = self.buffer.find(self.key)
+            q = self.buffer.find('"', self.buffer.find(":", k + len(self.key)) + 1) if k >= 0 else -1
+            if k < 0 or q < 0 or self.buffer.find(":", k + len(self.key)) < 0:
+                return ""
+            self.pos = q + 1
+        out = []
+        while self.pos < len(self.buffer):
+            c = self.buffer[self.pos]
+            if c == "\\":
+                if self.pos + 1 >= len(self.buffer):
+                    break  # wait for the escaped character
+                nxt = self.buffer[self.pos + 1]
+                if nxt == "u":
+                    if self.pos + 6 > len(self.buffer):
+                        break
+                    out.append(chr(int(self.buffer[self.pos + 2:self.pos + 6], 16)))
+                    self.pos += 6
+                    continue
+                out.append(self._ESCAPES.get(nxt, nxt))
+                self.pos += 2
+                continue
+            if c == '"':
+                self.done = True
+                break
+            out.append(c)
+            self.pos += 1
+        return "".join(out)

@@ -81,3 +81,17 @@ def question_overlap(question: str, span: str) -> float:
 def about_question(question: str, span: str, similarity: float) -> bool:
     """Whether a span is about what was asked (shares its words, or is close in meaning)."""
     return question_overlap(question, span) >= MIN_QUESTION_OVERLAP or similarity >= MIN_QUESTION_SIMILARITY
+
+
+# Phrases that address a language model rather than a listener: the usual shapes of prompt injection.
+_INSTRUCTIONS = re.compile(
+    r"\b(?:ignore|disregard|forget|override)\s+(?:all\s+|any\s+|the\s+|your\s+)?(?:previous|prior|above|earlier|"
+    r"other)\s+(?:instructions?|prompts?|rules|directions)"
+    r"|\bsystem\s+prompt\b|\byou\s+are\s+(?:now\s+)?(?:an?\s+)?(?:ai|assistant|language\s+model|chatbot)\b"
+    r"|\b(?:whatever|regardless\s+of)\s+the\s+question\b|\bcite\s+this\s+(?:passage|recording|source)\b",
+    re.IGNORECASE)
+
+
+def addresses_a_model(text: str) -> bool:
+    """Whether a transcript passage speaks to an AI ("ignore previous instructions ..."): prompt injection."""
+    return bool(_INSTRUCTIONS.search(text))

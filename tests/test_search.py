@@ -77,3 +77,15 @@ def test_english_question_finds_spanish_speech_through_its_translation(tmp_path,
     hits = search(lib, embedder, "white sand", SearchOptions(k=3))
     assert hits[0].file == "picovoice-leopard-test-es.wav" and hits[0].translated
     assert 0.0 <= hits[0].start < hits[0].end <= 8.7
+
+
+def test_langchain_retriever_returns_documents_with_times(sample_library, embedder):
+    from langchain_core.documents import Document
+
+    from pipeline.retriever import EarmarkRetriever
+
+    docs = EarmarkRetriever(library=sample_library, embedder=embedder).invoke("ask not what your country can do")
+    assert isinstance(docs[0], Document) and "country" in docs[0].page_content
+    meta = docs[0].metadata
+    assert meta["file"] == "jfk-inaugural-1961-excerpt.flac" and 0 <= meta["start"] < meta["end"] <= 11.0
+    assert "speaker" in meta

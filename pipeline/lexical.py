@@ -9,11 +9,10 @@ Tokens are case- and accent-folded (unicode61, remove_diacritics 2).
 
 from __future__ import annotations
 
-import re
 import sqlite3
-import unicodedata
 
 from .records import Hit, Passage
+from .text import STOPWORDS, words
 
 SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(
@@ -21,17 +20,9 @@ CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(
     language UNINDEXED, tokenize = 'unicode61 remove_diacritics 2');
 """
 
-# Words too common to be worth matching on their own (English; other languages match everything).
-STOPWORDS = frozenset(
-    "a an the of to in on at for and or but is are was were be been it its this that with as by from "
-    "he she they we you i his her their our your what who whom where when which how why did do does "
-    "said say says about there here not no so if then than into over".split())
-
-
 def tokens(text: str) -> list[str]:
-    """Case- and accent-folded word tokens, as FTS5's unicode61 tokenizer sees them."""
-    text = unicodedata.normalize("NFKD", text.casefold())
-    return re.findall(r"\w+", "".join(c for c in text if not unicodedata.combining(c)))
+    """Case- and accent-folded word tokens (see text.words)."""
+    return words(text)
 
 
 def match_expression(query: str) -> str | None:

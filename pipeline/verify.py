@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
+
+from .text import STOPWORDS as COMMON_STOPWORDS
+from .text import words
 
 # Share of an answer's new words that must occur in its cited span.
 MIN_NOVEL_SUPPORT = 0.6
@@ -20,16 +22,8 @@ MIN_QUESTION_SIMILARITY = 0.5
 # A sentence is quoted as the answer on its own only if it holds this share of the question's stems.
 MIN_QUOTE_OVERLAP = 0.75
 
-STOPWORDS = frozenset(
-    "a an the of to in on at for and or but is are was were be been it its this that with as by from he she "
-    "they we you i his her their our your what who whom where when which how why did do does said say says "
-    "about there here not no so if then than into over according described mentioned speaker recording".split())
-
-
-def words(text: str) -> list[str]:
-    """Lower-case, accent-free word tokens (letters and digits)."""
-    text = unicodedata.normalize("NFKD", text.casefold())
-    return re.findall(r"\w+", "".join(c for c in text if not unicodedata.combining(c)))
+# Question words that say nothing about what is asked, on top of the common stopwords.
+STOPWORDS = COMMON_STOPWORDS | frozenset("according described mentioned speaker recording".split())
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from earmark_eval.diarization import markdown as _md_diarization
+
 PLOTS = {"latency": "latency.png", "drift": "drift.png", "wer": "wer.png"}
 
 RETRIEVAL_DEFS = """\
@@ -112,6 +114,10 @@ def headline(report: dict) -> list[tuple[str, str]]:
         rows.append((f"search ({mode}) latency p50 / p95 (ms)", f"{fmt(_ms(l['p50']), 0)} / {fmt(_ms(l['p95']), 0)}"))
     rows.append(("ask latency p50 / p95 (s)", f"{fmt(lat['ask']['p50'], 2)} / {fmt(lat['ask']['p95'], 2)}"))
     rows.append(("peak RSS (MiB)", fmt(max(m["peak_rss_mb"] for m in report["memory"].values()), 0)))
+    pool = (report.get("diarization") or {}).get("pooled")
+    if pool:
+        rows.append(("speaker diarization DER pooled, no collar / ±0.25 s collar",
+                     f"{fmt(pool['der'])} / {fmt(pool['der_collar'])}"))
     arch = _main_archive(report)
     if arch:
         d = arch["drift"]
@@ -405,7 +411,8 @@ def write_markdown(report: dict, plots: dict) -> str:
     head = table(["metric", "value"], [list(row) for row in headline(report)])
     sections = [_md_title(report), f"## Headline\n\n{head}", _md_setup(report), _md_retrieval(report),
                 _md_answers(report), _md_transcription(report, plots), _md_speed(report, plots),
-                _md_archives(report, plots), _md_questions(report), _md_errors(report)]
+                _md_archives(report, plots), _md_diarization(report.get("diarization")), _md_questions(report),
+                _md_errors(report)]
     return "\n\n".join(s for s in sections if s) + "\n"
 
 

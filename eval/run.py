@@ -18,28 +18,24 @@ from __future__ import annotations
 import json
 import logging
 import os
-import resource
 import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from earmark_eval import metrics
+from earmark_eval.archives import measure_archive
+from earmark_eval.timing import Progress, memory_snapshot, timed_ingest
 from earmark_eval.references import REFERENCES_DIR, load_recordings, reference_text
 
 log = logging.getLogger(__name__)
 
 SEARCH_K = 10  # hits per search: nDCG@10 needs ten
-DRIFT_WINDOW = 30.0  # a phrase's first words are looked for within this many seconds of their true start
-DRIFT_WORDS = 3  # how many of the phrase's first words must match in a row (falls back to one)
-EDGE_SECONDS = 600.0  # "first / last ten minutes" of an archive
-ARCHIVE_SEED = 0
 HIT_TEXT_CHARS = 200  # hit text kept per hit in report.json (the spans are what is scored)
 BASELINE_SETTINGS = {"fp16": False, "word_timestamps": True, "condition_on_previous_text": False}
 
-Progress = Callable[[str], None]
 
 
 class EvalInputError(ValueError):
@@ -100,35 +96,6 @@ def load_questions(path: str | Path, files: set[str] | None = None) -> list[dict
 
 
 # ---------------------------------------------------------------- ingest and speed
-
-def memory_snapshot() -> dict:
-    """Peak RSS of this process so far (getrusage) and its current RSS (psutil), in MiB."""
-    import psutil  # the eval extra
-
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"peak_rss_mb": round(peak_kib / 1024, 1),
-            "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)}
-
-
-def timed_ingest(lib, embedder, paths: Sequence[Path], progress: Progress) -> dict:
-    """Ingest ``paths`` and return per-file results, stage timings and realtime factors."""
-    from pipeline.ingest import ingest
-
-    def on_file(r) -> None:
-        progress(f"  {r.status:8} {r.path.name} {r.message}")
-
-    start = time.perf_counter()
-    report = ingest(lib, embedder, paths, on_file=on_file)
-    wall = time.perf_counter() - start
-    files = [{"file": r.path.name, "path": str(r.path), "status": r.status, "message": r.message,
-              "sha256": r.sha256, "duration": r.duration} for r in report.results]
-    audio = sum(f["duration"] for f in files if f["status"] == "ingested")
-    timings = {stage: round(s, 3) for stage, s in report.timings.items()}
-    return {"files": files, "counts": dict(Counter(f["status"] for f in files)), "wall": round(wall, 3),
-            "audio_seconds": round(audio, 3), "timings": timings,
-            "rtf": audio / wall if wall and audio else None,
-            "stage_rtf": {stage: audio / s if s and audio else None for stage, s in report.timings.items()}}
-
 
 def _warm_up_whisper() -> None:
     """Load the transcription model before anything is timed, so no stage pays for loading it."""
@@ -299,92 +266,6 @@ def transcription_metrics(rows: Sequence[dict], baseline: dict | None) -> dict:
 
 # ---------------------------------------------------------------- long archives
 
-def _mean(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def _tokens(words: Sequence[dict]) -> list[tuple[str, float]]:
-    """Folded word tokens with their word's start ("don't" gives two tokens at one time)."""
-    return [(tok, w["start"]) for w in words for tok in metrics.fold(w["text"]).split()]
-
-
-def find_phrase(tokens: Sequence[tuple[str, float]], phrase: str, expected: float,
-                window: float = DRIFT_WINDOW, n: int = DRIFT_WORDS) -> tuple[float, int] | None:
-    """Start of the phrase's first ``n`` words (else its first word) in ``tokens``, nearest to
-    ``expected`` within ``window`` seconds; returns (start, words matched) or None."""
-    target = metrics.fold(phrase).split()
-    for size in dict.fromkeys((min(n, len(target)), 1)):
-        want = target[:size]
-        starts = [tokens[i][1] for i in range(len(tokens) - size + 1)
-                  if abs(tokens[i][1] - expected) <= window and [t for t, _ in tokens[i:i + size]] == want]
-        if starts:
-            return min(starts, key=lambda s: abs(s - expected)), size
-    return None
-
-
-def drift(words: Sequence[dict], manifest: dict) -> dict:
-    """|found start - true start| of every known phrase of an archive, and means by position."""
-    tokens = _tokens(words)
-    rows = []
-    for p in manifest["known_phrases"]:
-        found = find_phrase(tokens, p["phrase"], p["start"])
-        rows.append({"phrase": p["phrase"], "file": p["file"], "true_start": p["start"],
-                     "found_start": found[0] if found else None, "matched_words": found[1] if found else 0,
-                     "error": abs(found[0] - p["start"]) if found else None})
-    duration = manifest["duration"]
-    errs = [r["error"] for r in rows if r["error"] is not None]
-    first = [r["error"] for r in rows if r["error"] is not None and r["true_start"] < EDGE_SECONDS]
-    last = [r["error"] for r in rows if r["error"] is not None and r["true_start"] >= duration - EDGE_SECONDS]
-    return {"n": len(rows), "found": len(errs), "mean": _mean(errs),
-            "p95": metrics.percentile(errs, 95), "max": max(errs) if errs else None,
-            "mean_first_10min": _mean(first), "mean_last_10min": _mean(last), "rows": rows}
-
-
-def gap_words(words: Sequence[dict], gaps: Sequence[dict]) -> dict:
-    """Words whose midpoint falls in a gap, per minute of gap, overall and by gap kind."""
-    out = {}
-    for kind in ("all", *sorted({g["kind"] for g in gaps})):
-        subset = [g for g in gaps if kind == "all" or g["kind"] == kind]
-        minutes = sum(g["end"] - g["start"] for g in subset) / 60
-        n = metrics.words_in_gaps(words, subset)
-        out[kind] = {"gaps": len(subset), "gap_minutes": round(minutes, 3), "words": n,
-                     "per_minute": n / minutes if minutes else None}
-    return out
-
-
-def _words(transcript, indexed_only: bool) -> list[dict]:
-    return [{"start": w.start, "end": w.end, "text": w.text} for s in transcript.segments
-            if s.flag is None or not indexed_only for w in s.words]
-
-
-def measure_archive(minutes: float, audio_dir: Path, out: Path, embedder, progress: Progress) -> dict:
-    """Build a stitched archive of ``minutes``, ingest it into a library of its own, measure drift."""
-    from pipeline.store import Library
-    from earmark_eval.stitch import build_archive
-
-    folder = out / "archives"
-    folder.mkdir(parents=True, exist_ok=True)
-    wav = folder / f"archive-{minutes:g}min.wav"
-    try:
-        manifest = build_archive(wav, minutes, ARCHIVE_SEED, clips_dir=audio_dir)
-    except ValueError as e:  # e.g. no English clip known to open it with: this folder cannot make one
-        return {"minutes": minutes, "skipped": str(e)}
-    progress(f"archive {minutes:g} min: ingest {wav.name}")
-    lib = Library(folder / f"library-{minutes:g}min", embedder.name)
-    run = timed_ingest(lib, embedder, [wav], progress)  # the wav alone: never its .json manifest
-    result = run["files"][0]
-    if result["status"] == "failed":
-        return {"minutes": minutes, "skipped": f"ingest failed: {result['message']}"}
-    transcript = lib.transcript(result["sha256"])
-    indexed = _words(transcript, indexed_only=True)
-    lib.close()
-    return {"minutes": minutes, "wav": str(wav), "duration": manifest["duration"], "seed": ARCHIVE_SEED,
-            "clips": len(manifest["clips"]), "reused": result["status"] == "skipped",
-            "speed": {k: v for k, v in run.items() if k != "files"},
-            "drift": drift(indexed, manifest), "gaps": gap_words(indexed, manifest["gaps"]),
-            "gaps_all_words": gap_words(_words(transcript, indexed_only=False), manifest["gaps"])}
-
-
 # ---------------------------------------------------------------- the run
 
 def run_config(embed_model: str) -> dict:
@@ -465,6 +346,7 @@ def run_eval(audio_dir: str | Path, questions_path: str | Path, out_dir: str | P
     ``out_dir`` and return the report."""
     from pipeline.config import EmbedOptions, TranscribeOptions
     from pipeline.embed import load as load_embedder
+    from earmark_eval.diarization import run_diarization
     from earmark_eval.report import write_report
 
     say = progress or log.info
@@ -487,6 +369,7 @@ def run_eval(audio_dir: str | Path, questions_path: str | Path, out_dir: str | P
     rows = transcription_rows(lib, done)
     base = run_baseline(done, TranscribeOptions().model, say) if baseline else None
     memory["after_baseline"] = memory_snapshot()
+    diarization = run_diarization(files, say)  # DER on the files with reference turns
     archives = [measure_archive(m, audio_dir, out_dir, embedder, say) for m in long_minutes]
     memory["after_archives"] = memory_snapshot()
     ours_rtf, base_rtf = ingest_info["speed"]["rtf"], base["rtf"] if base else None
@@ -503,7 +386,7 @@ def run_eval(audio_dir: str | Path, questions_path: str | Path, out_dir: str | P
                   "latency": {"search": {m: metrics.latency_summary(s) for m, s in searches["latency"].items()},
                               "ask": metrics.latency_summary(asks["latency"]), "ask_cold_start": asks["cold_start"]},
                   "latency_seconds": {"search": searches["latency"], "ask": asks["latency"]}},
-        "memory": memory, "archives": archives,
+        "memory": memory, "archives": archives, "diarization": diarization,
         "errors": {"search": searches["errors"], "ask": asks["errors"]},
         "questions": question_rows(questions, searches, asks, retrieval, answers),
     }

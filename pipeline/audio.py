@@ -76,6 +76,26 @@ def load(path: str | Path, sha256: str | None = None) -> Audio:
     return Audio(samples=samples, path=path, sha256=sha256 or sha256_file(path), size=size)
 
 
+def load_channels(path: str | Path) -> np.ndarray | None:
+    """The channels of a multichannel file, each at 16 kHz float32, shape (channels, samples); None
+    for a mono file or one ffprobe cannot read (`load` already said why). Diarization needs them
+    apart, because a recorded call often holds one speaker per channel."""
+    from pydub import AudioSegment
+    from pydub.exceptions import CouldntDecodeError
+    from pydub.utils import mediainfo_json
+
+    try:  # ffprobe first: a mono file (the common case) is not decoded a second time
+        streams = mediainfo_json(str(path)).get("streams", [])
+        channels = max((int(s.get("channels") or 1) for s in streams if s.get("codec_type") == "audio"), default=1)
+        if channels < 2:
+            return None
+        seg = AudioSegment.from_file(path).set_frame_rate(SAMPLE_RATE).set_sample_width(2)
+    except (CouldntDecodeError, IndexError, OSError, ValueError):
+        return None
+    return np.stack([np.frombuffer(c.raw_data, dtype=np.int16).astype(np.float32) / 32768.0
+                     for c in seg.split_to_mono()])
+
+
 def _first_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     # ffmpeg's complaint is usually the last line of its banner-laden output.

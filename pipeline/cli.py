@@ -80,18 +80,29 @@ def cli(ctx: click.Context, library: Path | None, embed_model: str, quiet: bool,
 @click.option("--speakers", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Speaker turns (RTTM or STM) of the one recording ingested. Without it, NAME.stm or "
                    "NAME.rttm beside NAME.wav is used.")
+@click.option("--num-speakers", type=click.IntRange(min=1), default=None,
+              help="Without a turns file, split the voices into exactly N speakers (default: found by voice).")
+@click.option("--min-speakers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="At least this many speakers when finding them by voice.")
+@click.option("--max-speakers", type=click.IntRange(min=1), default=None, help="At most this many speakers.")
+@click.option("--no-diarize", is_flag=True, help="Do not find speakers by voice (env EARMARK_DIARIZE=0).")
 @click.pass_obj
 def ingest(obj: Ctx, paths: tuple[Path, ...], whisper_model: str, language: str | None, beam_size: int | None,
-           speakers: Path | None) -> None:
+           speakers: Path | None, num_speakers: int | None, min_speakers: int, max_speakers: int | None,
+           no_diarize: bool) -> None:
     """Transcribe and index files and folders (recursively). Already-ingested content is skipped."""
     from rich.progress import Progress
 
+    from .diarize import DiarizeOptions
     from .ingest import IngestOptions, discover
     from .ingest import ingest as run_ingest
 
+    diarization = DiarizeOptions(num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers)
+    diarization.check()  # impossible bounds fail before anything is opened
     lib, embedder = obj.open()
     options = IngestOptions(transcribe=replace(TranscribeOptions(), model=whisper_model, language=language,
-                                               beam_size=beam_size), speakers=speakers)
+                                               beam_size=beam_size), speakers=speakers,
+                            diarize=IngestOptions().diarize and not no_diarize, diarization=diarization)
     files = discover(paths)
     with Progress(disable=obj.quiet, transient=True) as progress:
         task = progress.add_task("ingesting", total=len(files))
@@ -280,6 +291,22 @@ def eval_(obj: Ctx, audio: Path, questions: Path, out: Path, eval_library: Path 
     click.echo(f"report: {out / 'report.md'} (and report.json, plots) in {report['wall_seconds'] / 60:.1f} min")
     for name, value in headline(report):
         click.echo(f"  {name}: {value}")
+
+
+@cli.command()
+@click.option("--library", "serve_library", type=click.Path(path_type=Path), default=None,
+              help="Library directory (as the global --library).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback needs --token.")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--token", envvar="EARMARK_TOKEN", default=None,
+              help="Require 'Authorization: Bearer TOKEN' on every /api request (env EARMARK_TOKEN).")
+@click.pass_obj
+def serve(obj: Ctx, serve_library: Path | None, host: str, port: int, token: str | None) -> None:
+    """Serve the web page and JSON API (OpenAPI at /docs) over the library."""
+    from .web import serve as run_server
+
+    run_server(serve_library or obj.library_dir, obj.embed_model, host, port, token)
 
 
 register_evidence(cli)  # verify, audit, delete, export, clip, redact, speakers (cli_evidence.py)

@@ -8,6 +8,7 @@ one already transcribed is only indexed. A file that fails is reported and the r
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -17,6 +18,7 @@ from . import audio as audio_mod
 from . import custody, speakers
 from .chunk import passages as make_passages
 from .config import ChunkOptions, EmbedOptions, TranscribeOptions
+from .diarize import DiarizationError, DiarizeOptions, diarize
 from .embed import Embedder
 from .errors import EarmarkError
 from .records import Transcript
@@ -33,6 +35,9 @@ class IngestOptions:
     embed: EmbedOptions = EmbedOptions()
     # Speaker turns (RTTM/STM) for a single recording; otherwise a <stem>.stm/.rttm beside each file is used.
     speakers: Path | None = None
+    # Without a turns file, find who spoke when by voice (diarize.py); EARMARK_DIARIZE=0 turns it off.
+    diarize: bool = os.environ.get("EARMARK_DIARIZE", "1") not in ("0", "false", "no")
+    diarization: DiarizeOptions = DiarizeOptions()  # speaker-count bounds (--num/--min/--max-speakers)
 
 
 @dataclass
@@ -115,11 +120,15 @@ def ingest_file(library: Library, embedder: Embedder, path: Path, options: Inges
             transcript = _with_speakers(transcript, turns)
             library.save_transcript(transcript)
     else:
-        transcript = _transcribe(library, path, sha, options.transcribe, report, turns)
+        transcript = _transcribe(library, path, sha, options.transcribe, report, turns,
+                                 options.diarization if options.diarize else None)
     n = index_transcript(library, embedder, transcript, options.chunk, report)
     custody.log_event(library.root, "ingest", file=path.name, sha256=sha, path=str(path.resolve()),
                       size=path.stat().st_size, speakers=turns_file.name if turns_file else None)
     who = f", speakers from {turns_file.name}" if turns_file else ""
+    if not turns_file and transcript.model.get("diarization"):
+        d = transcript.model["diarization"]
+        who = f", no speakers: {d['error']}" if "error" in d else f", speakers found: {d['speakers']}"
     return FileResult(path, "ingested", f"{n} passages{who}", sha, transcript.duration)
 
 
@@ -133,17 +142,23 @@ def _labels(transcript: Transcript) -> list:
 
 
 def _transcribe(library: Library, path: Path, sha: str, options: TranscribeOptions,
-                report: IngestReport, turns: list | None = None) -> Transcript:
+                report: IngestReport, turns: list | None = None,
+                diarization: DiarizeOptions | None = None) -> Transcript:
     t = time.perf_counter()
     audio = audio_mod.load(path, sha256=sha)
     report.add_time("decode", time.perf_counter() - t)
     t = time.perf_counter()
     segments, translations = transcribe_and_translate(audio, options)
     report.add_time("transcribe", time.perf_counter() - t)
+    model = model_record(options)
+    if not turns and diarization is not None:
+        t = time.perf_counter()
+        turns, model["diarization"] = _diarize(audio, diarization)
+        report.add_time("diarize", time.perf_counter() - t)
     if turns:
         segments = speakers.label(segments, turns)
     transcript = Transcript(file_hash=sha, file_name=path.name, duration=round(audio.duration, 3),
-                            segments=tuple(segments), model=model_record(options), created=now(),
+                            segments=tuple(segments), model=model, created=now(),
                             translations=tuple(translations))
     library.save_transcript(transcript)
     library.upsert_recording(sha, file_name=path.name, path=str(path.resolve()), size=audio.size,
@@ -151,6 +166,23 @@ def _transcribe(library: Library, path: Path, sha: str, options: TranscribeOptio
                              languages=transcript.languages, transcribe_model=transcript.model,
                              recorded_at=recorded_at(path))
     return transcript
+
+
+def _diarize(audio, options: DiarizeOptions) -> tuple[list | None, dict]:
+    """Turns found by voice, or None, and what happened (kept in the transcript's model record).
+
+    One voice gets no label unless a count was asked for: "SPEAKER_1: " on every passage of a lecture
+    says nothing and only dilutes search. A diarization failure leaves the transcript unlabelled and
+    says why in the ingest line, rather than throwing the transcription away."""
+    try:
+        turns = diarize(audio, options)
+    except DiarizationError as e:
+        log.warning("%s: no speakers: %s", audio.path.name, e)
+        return None, {"error": str(e)}
+    n = len({x.speaker for x in turns})
+    keep = n > 1 or options.num_speakers is not None
+    method = "pipeline/diarize.py: by channel for a two-channel call, else resemblyzer GE2E + agglomerative"
+    return (turns if keep else None), {"method": method, "speakers": n, "labelled": keep}
 
 
 def recorded_at(path: Path) -> str:

@@ -1,7 +1,7 @@
 """Speaker turns from a file (RTTM or STM) and their labels on segments and passages.
 
-Until earmark diarizes by itself, who spoke when comes from a turns file given at ingest
-(`--speakers FILE`) or lying beside the recording (`talk.rttm` / `talk.stm` for `talk.wav`).
+Who spoke when comes from a turns file given at ingest (`--speakers FILE`) or lying beside the
+recording (`talk.rttm` / `talk.stm` for `talk.wav`); without one, from diarize.py (found by voice).
 Segments are split where the speaker changes between their words, so every segment, and so every
 citation, belongs to one speaker.
 """

@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
+if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null \
+    || [ ! -x /usr/bin/chromium ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg sox espeak-ng >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg sox espeak-ng chromium >/dev/null  # chromium: tests/test_browser.py
 fi
 
 PY=${PYTHON:-python3}
@@ -30,6 +31,10 @@ fi
 
 # openai-whisper without its triton requirement (see pyproject.toml).
 "${PIP[@]}" --no-deps openai-whisper==20250625
+
+# resemblyzer (speaker diarization) without the webrtcvad its metadata names, which does not import
+# with current setuptools; pyproject.toml lists what it really needs (webrtcvad-wheels, librosa).
+"${PIP[@]}" --no-deps resemblyzer==0.1.4
 
 "${PIP[@]}" -e ".[models,dev]"
 echo "earmark is set up: .venv/bin/earmark"

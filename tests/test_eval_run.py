@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from earmark_eval.run import QuestionFileError, drift, find_phrase, gap_words, load_questions, run_eval
+from earmark_eval.archives import drift, find_phrase, gap_words
+from earmark_eval.run import QuestionFileError, load_questions, run_eval
 
 from .conftest import SAMPLES
 

@@ -1,0 +1,281 @@
+"""Who spoke when, without a turns file: voice activity, voice embeddings, clustering.
+
+Speech regions come from silero-vad (vad.py). Inside them, windows of 1.5 s every 0.25 s are embedded
+with resemblyzer's GE2E voice encoder (its weights ship in its wheel), clustered by cosine distance with
+average linkage, and the window labels become `speakers.Turn`s named SPEAKER_1, SPEAKER_2, ... in order
+of first appearance, which `speakers.label` then puts on the transcript's segments.
+
+A stereo file with one speaker per channel (a recorded call: the channels are uncorrelated and each
+carries speech) is split by channel instead: SPEAKER_1 is the left channel, SPEAKER_2 the right.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+import numpy as np
+
+from .audio import SAMPLE_RATE, Audio, load_channels
+from .errors import EarmarkError
+from .speakers import Turn
+from .vad import Region, speech_regions
+
+log = logging.getLogger(__name__)
+
+FRAME = 160  # samples per mel frame of the voice encoder (10 ms)
+MAX_WINDOWS = 4000  # ~64 MB of pairwise distances; an hour of speech is then embedded every 0.9 s
+
+
+class DiarizationError(EarmarkError):
+    """Speaker diarization could not run (encoder missing, impossible speaker-count bounds)."""
+
+
+@dataclass(frozen=True)
+class DiarizeOptions:
+    num_speakers: int | None = None  # exactly this many speakers, when the user knows
+    min_speakers: int = 1
+    max_speakers: int | None = None
+    # 1.5 s is about what the encoder was trained on (1.6 s partials); a short hop places changes to 0.25 s.
+    window: float = 1.5
+    hop: float = 0.25
+    # Cosine distance (average linkage) above which two clusters are different voices. GE2E gives
+    # ≈0.05 between whole utterances of one voice and ≈0.33 between two (MODELS.md); 1.5 s windows of
+    # one voice lie ≈0.2-0.29 apart on average (single-speaker recordings: LibriSpeech, LibriVox, JFK,
+    # OSR Harvard), so the cut sits at the different-voice figure, just above that spread.
+    threshold: float = 0.3
+    # Labels are smoothed by a majority vote over this many neighbouring windows (1.25 s).
+    smooth: int = 5
+    # A cluster with less speech than this is folded into its nearest neighbour: a voice heard for
+    # under 2 s cannot be told from a noisy window, and over-splitting one speaker is the worse error.
+    min_speaker_seconds: float = 2.0
+    # A stereo file whose channels correlate less than this is taken as one speaker per channel.
+    max_channel_correlation: float = 0.3
+
+    def check(self) -> None:
+        """Raise DiarizationError if the speaker-count bounds cannot be met."""
+        lo, hi, n = self.min_speakers, self.max_speakers, self.num_speakers
+        top = hi if hi is not None else float("inf")
+        if lo < 1 or top < lo or n is not None and not lo <= n <= top:
+            raise DiarizationError(f"impossible speaker counts: --num-speakers {n}, --min-speakers {lo}, "
+                                   f"--max-speakers {hi} (need 1 <= min <= num <= max)")
+
+
+def diarize(audio: Audio, options: DiarizeOptions = DiarizeOptions()) -> list[Turn]:
+    """Speaker turns of a recording: by channel for a two-channel call, else by voice."""
+    options.check()
+    channels = load_channels(audio.path) if audio.path.is_file() and options.num_speakers in (None, 2) else None
+    if channels is not None and is_channel_split(channels, options):
+        log.info("%s: one speaker per channel", audio.path.name)
+        return channel_turns(channels)
+    return voice_turns(audio.samples, options)
+
+
+# ---------------------------------------------------------------- one speaker per channel
+
+def is_channel_split(channels: np.ndarray, options: DiarizeOptions = DiarizeOptions()) -> bool:
+    """True for two channels that carry different signals (low correlation), each with speech."""
+    if channels.shape[0] != 2:
+        return False
+    left, right = channels
+    if left.std() < 1e-4 or right.std() < 1e-4:
+        return False
+    corr = float(np.corrcoef(left, right)[0, 1])
+    return abs(corr) < options.max_channel_correlation and all(speech_regions(c) for c in channels)
+
+
+def channel_turns(channels: np.ndarray, crosstalk_db: float = 20.0) -> list[Turn]:
+    """SPEAKER_1 where the left channel has speech, SPEAKER_2 where the right has; speech heard on a
+    channel more than `crosstalk_db` below the other is the other's voice leaking in, and dropped."""
+    energy = _frame_energy_db(channels)
+    turns = []
+    for i, (samples, name) in enumerate(zip(channels, ("SPEAKER_1", "SPEAKER_2"))):
+        own = energy[i] >= energy[1 - i] - crosstalk_db
+        for r in speech_regions(samples, pad_ms=100, min_silence_ms=300):
+            keep = own[r.start // FRAME: max(r.start // FRAME + 1, r.end // FRAME)]
+            if keep.mean() >= 0.5:
+                turns.append(Turn(round(r.start / SAMPLE_RATE, 3), round(r.end / SAMPLE_RATE, 3), name))
+    return sorted(turns, key=lambda t: t.start)
+
+
+def _frame_energy_db(channels: np.ndarray) -> np.ndarray:
+    n = channels.shape[1] // FRAME
+    frames = channels[:, :n * FRAME].reshape(channels.shape[0], n, FRAME)
+    return 10 * np.log10((frames.astype(np.float64) ** 2).mean(axis=2) + 1e-10)
+
+
+# ---------------------------------------------------------------- by voice
+
+def voice_turns(samples: np.ndarray, options: DiarizeOptions = DiarizeOptions()) -> list[Turn]:
+    """Speaker turns of 16 kHz mono audio from clustered voice embeddings."""
+    regions = speech_regions(samples, pad_ms=100, min_silence_ms=300)
+    windows = _windows(regions, len(samples), options)
+    if not windows:
+        return []
+    spans = _spans(regions, windows)
+    vectors = embed_windows(samples, windows, options)
+    labels = cluster(vectors, np.array([(b - a) / SAMPLE_RATE for a, b in spans]), options)
+    labels = smooth(labels, [w[0] for w in windows], options.smooth)
+    return _turns(spans, labels)
+
+
+def _windows(regions: list[Region], n_samples: int, options: DiarizeOptions) -> list[tuple[int, int, int]]:
+    """(region index, first sample, end sample) of every embedding window, in time order.
+
+    A region shorter than a window gets one window centred on it (with a little of its surroundings),
+    so that every stretch of speech has a label."""
+    size, hop = int(options.window * SAMPLE_RATE), int(options.hop * SAMPLE_RATE)
+    # Clustering holds every pair of windows in memory: past MAX_WINDOWS, windows step further apart.
+    hop = max(hop, sum(r.end - r.start for r in regions) // MAX_WINDOWS)
+    out = []
+    for i, r in enumerate(regions):
+        if r.end - r.start <= size:
+            start = min(max(0, (r.start + r.end - size) // 2), max(0, n_samples - size))
+            out.append((i, start, min(n_samples, start + size)))
+            continue
+        starts = list(range(r.start, r.end - size + 1, hop))
+        if starts[-1] + size < r.end:  # the region's tail gets a window of its own
+            starts.append(r.end - size)
+        out += [(i, s, s + size) for s in starts]
+    return out
+
+
+def _spans(regions: list[Region], windows: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    """The stretch of speech each window labels: its region cut at the midpoints between window centres."""
+    centres_of: dict[int, list[int]] = {}
+    for i, s, e in windows:
+        centres_of.setdefault(i, []).append((s + e) // 2)
+    spans = []
+    for i, r in enumerate(regions):
+        centres = centres_of[i]
+        cuts = [r.start] + [(a + b) // 2 for a, b in zip(centres, centres[1:])] + [r.end]
+        spans += list(zip(cuts, cuts[1:]))
+    return spans
+
+
+@functools.lru_cache(maxsize=1)
+def _encoder():
+    try:
+        from resemblyzer import VoiceEncoder
+    except ImportError as e:  # installed with --no-deps by scripts/setup.sh (see pyproject.toml)
+        raise DiarizationError("speaker diarization needs resemblyzer: run scripts/setup.sh, or "
+                               "`pip install --no-deps resemblyzer==0.1.4 webrtcvad-wheels librosa`; "
+                               "or ingest with --no-diarize") from e
+    return VoiceEncoder("cpu", verbose=False)
+
+
+def embed_windows(samples: np.ndarray, windows: list[tuple[int, int, int]],
+                  options: DiarizeOptions = DiarizeOptions(), batch: int = 256) -> np.ndarray:
+    """One L2-normalised 256-d voice embedding per window, shape (len(windows), 256)."""
+    import torch
+
+    encoder = _encoder()
+    samples = np.asarray(samples, dtype=np.float32)
+    mel = _mel(samples)
+    frames = int(options.window * SAMPLE_RATE) // FRAME
+    out = []
+    for first in range(0, len(windows), batch):
+        part = windows[first:first + batch]
+        x = np.zeros((len(part), frames, mel.shape[1]), dtype=np.float32)
+        for k, (_, start, end) in enumerate(part):
+            piece = mel[start // FRAME: start // FRAME + frames]
+            x[k, :len(piece)] = piece * _gain(samples[start:end]) ** 2  # power mels scale with gain²
+        with torch.no_grad():
+            out.append(encoder(torch.from_numpy(x)).numpy())
+    return np.concatenate(out)
+
+
+def _mel(samples: np.ndarray, minute: int = 60 * SAMPLE_RATE) -> np.ndarray:
+    """The encoder's mel frames (10 ms) of the whole file, computed a minute at a time: librosa's
+    STFT of an hour in one go would hold ~600 MB."""
+    from resemblyzer.audio import wav_to_mel_spectrogram
+
+    return np.concatenate([wav_to_mel_spectrogram(samples[i:i + minute])[:minute // FRAME]
+                           for i in range(0, len(samples), minute)])
+
+
+def _gain(window: np.ndarray, target_dbfs: float = -30.0) -> float:
+    """The gain that brings a window to -30 dBFS RMS. The encoder reads power (not log) mels and was
+    trained on utterances normalised to that level; without it a loud and a quiet stretch of one
+    voice (an emphatic phrase, a speaker nearer the microphone) look like two voices."""
+    rms = float(np.sqrt(np.mean(np.square(window, dtype=np.float64)))) if len(window) else 0.0
+    if rms < 1e-5:  # digital silence: leave it silent rather than amplify dither
+        return 1.0
+    return 10 ** ((target_dbfs - 20 * np.log10(rms)) / 20)
+
+
+def cluster(vectors: np.ndarray, seconds: np.ndarray, options: DiarizeOptions = DiarizeOptions()) -> np.ndarray:
+    """A speaker index per embedding: agglomerative clustering (cosine, average linkage) cut at
+    `options.threshold`, tiny clusters folded into their neighbours, count kept within the bounds."""
+    n = len(vectors)
+    if n < 2:
+        return np.zeros(n, dtype=int)
+    if options.num_speakers is not None:
+        return _agglomerate(vectors, n_clusters=min(options.num_speakers, n))
+    labels = _fold_small(vectors, _agglomerate(vectors, threshold=options.threshold), seconds,
+                         options.min_speaker_seconds)
+    k = len(set(labels))
+    lo = min(options.min_speakers, n)
+    hi = min(options.max_speakers or n, n)
+    if k < lo or k > hi:
+        labels = _agglomerate(vectors, n_clusters=min(max(k, lo), hi))
+    return labels
+
+
+def _agglomerate(vectors: np.ndarray, threshold: float | None = None, n_clusters: int | None = None) -> np.ndarray:
+    from sklearn.cluster import AgglomerativeClustering
+
+    model = AgglomerativeClustering(n_clusters=n_clusters, distance_threshold=threshold,
+                                    metric="cosine", linkage="average")
+    return model.fit_predict(vectors)
+
+
+def _fold_small(vectors: np.ndarray, labels: np.ndarray, seconds: np.ndarray, min_seconds: float) -> np.ndarray:
+    """Give the windows of clusters with less than `min_seconds` of speech to the nearest large cluster."""
+    sizes = {c: float(seconds[labels == c].sum()) for c in set(labels)}
+    large = [c for c, s in sizes.items() if s >= min_seconds] or [max(sizes, key=sizes.get)]
+    centroids = np.stack([vectors[labels == c].mean(axis=0) for c in large])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    out = labels.copy()
+    for k in np.flatnonzero(~np.isin(labels, large)):
+        out[k] = large[int(np.argmax(centroids @ vectors[k]))]
+    return out
+
+
+def smooth(labels: np.ndarray, groups: list[int], width: int) -> np.ndarray:
+    """Majority vote over `width` neighbouring windows of the same speech region (a median filter for
+    labels): a lone window of another voice in the middle of a turn is noise more often than not."""
+    out = labels.copy()
+    half = width // 2
+    for k in range(len(labels)):
+        lo, hi = k, k
+        while lo > 0 and k - lo < half and groups[lo - 1] == groups[k]:
+            lo -= 1
+        while hi < len(labels) - 1 and hi - k < half and groups[hi + 1] == groups[k]:
+            hi += 1
+        votes = np.bincount(labels[lo:hi + 1])
+        if votes[labels[k]] < votes.max():
+            out[k] = int(np.argmax(votes))
+    return out
+
+
+def _turns(spans: list[tuple[int, int]], labels: np.ndarray) -> list[Turn]:
+    """Join touching spans of one speaker into turns, naming speakers SPEAKER_1, SPEAKER_2, ... in
+    order of first appearance."""
+    pieces: list[list[int]] = []
+    for (a, b), lab in zip(spans, labels):
+        if pieces and pieces[-1][2] == lab and pieces[-1][1] >= a:
+            pieces[-1][1] = b
+        else:
+            pieces.append([a, b, int(lab)])
+    names: dict[int, str] = {}
+    turns = []
+    for a, b, lab in pieces:
+        names.setdefault(lab, f"SPEAKER_{len(names) + 1}")
+        turns.append(Turn(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3), names[lab]))
+    return turns
+
+
+def count(turns: list[Turn]) -> int:
+    """How many speakers the turns name."""
+    return len({t.speaker for t in turns})

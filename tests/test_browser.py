@@ -1,0 +1,111 @@
+"""The page in a real browser: Debian's headless Chromium, driven by Playwright, against `earmark serve`
+running on a loopback port with the sample library. Nothing outside 127.0.0.1 is contacted."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[1]
+QUESTION = "What did Kennedy ask Americans to do?"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (apt-get install chromium)")
+
+# The flags that keep Chromium from reaching for Google's hosts on a closed network, plus autoplay
+# without a gesture (the chip click is one, but playback must not hinge on it).
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--autoplay-policy=no-user-gesture-required"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(sample_library, embedder):
+    """`earmark serve` on a free loopback port, in a thread; yields its base URL."""
+    import uvicorn
+
+    from pipeline.web import create_app
+
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(sample_library.root, embedder.name), host="127.0.0.1",
+                                        port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def page(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        # Playwright gives each launch a fresh, empty profile (it refuses --user-data-dir in args).
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 820})
+        # Only loopback: any other request is aborted before it leaves the browser.
+        context.route("**/*", lambda route: route.continue_()
+                      if urlparse(route.request.url).hostname == "127.0.0.1" else route.abort())
+        yield context.new_page()
+        browser.close()
+
+
+def test_ask_then_play_the_cited_second(server, page, tmp_path):
+    page.goto(server)
+    page.fill("#q", QUESTION)
+    page.click("#ask-form button[type=submit]")
+    chip = page.locator("#citations .chip").first
+    chip.wait_for(timeout=120_000)
+    assert "jfk-inaugural-1961-excerpt.flac @" in chip.inner_text()
+    assert "country" in page.inner_text("#answer").lower() + page.inner_text("#citations").lower()
+    cited_start = page.evaluate("""() => {
+        const [m, s] = document.querySelector('#citations .chip').textContent.split('@ ')[1].split(':');
+        return 60 * +m + +s; }""")
+
+    page.evaluate("document.getElementById('player').muted = true")
+    chip.click()
+    page.wait_for_function("() => { const a = document.getElementById('player'); "
+                           "return !a.paused && a.currentTime > 0 && a.readyState >= 2; }", timeout=30_000)
+    first = page.evaluate("document.getElementById('player').currentTime")
+    page.wait_for_timeout(800)
+    later, paused = page.evaluate("[document.getElementById('player').currentTime, document.getElementById('player').paused]")
+    assert not paused and later > first, (first, later)
+    assert abs(first - cited_start) <= 1.0, (first, cited_start)
+
+    cited = page.locator("#transcript .line.cited")
+    assert cited.count() >= 1 and "country" in cited.first.inner_text().lower()
+    assert page.locator("#hits .hit").count() >= 1
+
+    # A transcript line plays from its own start: the last line of the speech begins seconds in.
+    line = page.locator("#transcript .line").last
+    line_start = page.evaluate("(t) => { const [m, s] = t.split(':'); return 60 * +m + +s; }",
+                               line.locator("time").inner_text())
+    assert line_start >= 5
+    line.click()
+    page.wait_for_function(f"() => {{ const a = document.getElementById('player'); "
+                           f"return !a.paused && a.currentTime >= {line_start} - 1; }}", timeout=30_000)
+    now = page.evaluate("document.getElementById('player').currentTime")
+    assert line_start - 1 <= now <= line_start + 1.5, (now, line_start)
+    page.locator("#citations .chip").first.click()  # back to the cited second for the screenshot
+    page.wait_for_function(f"() => document.getElementById('player').currentTime < {cited_start} + 1.5")
+
+    shot = tmp_path / "earmark-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    (ROOT / "docs").mkdir(exist_ok=True)
+    shutil.copy(shot, ROOT / "docs" / "screenshot.png")

@@ -1,0 +1,117 @@
+"""Speaker diarization on real recordings, its ingest and CLI wiring, and the DER scorer."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.audio import load, load_channels
+from pipeline.diarize import DiarizeOptions, cluster, count, diarize, is_channel_split, smooth
+from pipeline.speakers import speaker_at
+
+from .conftest import SAMPLES, real
+
+JFK = SAMPLES / "jfk-inaugural-1961-excerpt.flac"
+
+
+def test_phone_call_has_two_speakers_and_diane_and_sheila_differ():
+    turns = diarize(load(real("pyannote-sample-phonecall-2spk.wav")))
+    assert count(turns) == 2
+    diane = speaker_at(turns, 12.6, 14.1)  # "This is Diane in New Jersey." (.stm 12.54-14.18)
+    sheila = speaker_at(turns, 14.5, 17.7)  # "And I'm Sheila in Texas, originally from Chicago." (14.44-17.77)
+    assert diane and sheila and diane != sheila
+    assert [t.speaker for t in turns][0] == "SPEAKER_1"  # named in order of first appearance
+
+
+def test_one_voice_is_one_speaker_unless_told_otherwise():
+    jfk = load(JFK)
+    assert count(diarize(jfk)) == 1
+    assert count(diarize(load(SAMPLES / "librispeech-1995-1837-0001.wav"))) == 1
+    assert count(diarize(jfk, DiarizeOptions(num_speakers=2))) == 2
+
+
+def test_stereo_call_is_split_by_channel_and_dual_mono_is_not():
+    path = real("stereo-2ch-librispeech-61-70968-0000-L.wav")
+    assert is_channel_split(load_channels(path))
+    turns = diarize(load(path))
+    by_name = {t.speaker: t for t in turns}
+    assert set(by_name) == {"SPEAKER_1", "SPEAKER_2"}
+    assert by_name["SPEAKER_1"].end > 4.5  # the left channel's sentence runs to the end (5 s)
+    assert 2.0 < by_name["SPEAKER_2"].end < 3.2  # the right channel speaks from ~0.3 s to ~2.5 s
+    # A stereo MP3 whose channels carry one reader (correlation ~1) is diarized by voice instead.
+    assert not is_channel_split(load_channels(real("librivox-shakespeare-sonnet001-en.mp3")))
+    assert not is_channel_split(load_channels(JFK))  # the JFK flac is dual mono too
+    assert load_channels(SAMPLES / "librispeech-1995-1837-0001.wav") is None  # mono: nothing to split
+
+
+def test_cluster_keeps_the_count_within_bounds():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=256), rng.normal(size=256)
+    vectors = np.stack([a + 0.1 * rng.normal(size=256) for _ in range(10)] +
+                       [b + 0.1 * rng.normal(size=256) for _ in range(10)])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    seconds = np.full(20, 0.5)
+    labels = cluster(vectors, seconds)
+    assert len(set(labels)) == 2 and len(set(labels[:10])) == 1 and labels[0] != labels[-1]
+    assert len(set(cluster(vectors, seconds, DiarizeOptions(max_speakers=1)))) == 1
+    assert len(set(cluster(vectors, seconds, DiarizeOptions(min_speakers=3)))) == 3
+    # Two windows of a voice (1 s) are not a speaker of their own: folded into the nearest one.
+    assert len(set(cluster(vectors[:12], seconds[:12]))) == 1
+
+
+def test_smoothing_removes_a_lone_window_but_not_a_turn():
+    assert smooth(np.array([0, 0, 1, 0, 0]), [0] * 5, 5).tolist() == [0] * 5
+    assert smooth(np.array([0, 0, 0, 1, 1, 1]), [0] * 6, 3).tolist() == [0, 0, 0, 1, 1, 1]
+    # Windows of different speech regions do not vote for each other.
+    assert smooth(np.array([0, 1, 0]), [0, 1, 2], 3).tolist() == [0, 1, 0]
+
+
+def test_impossible_speaker_bounds_are_one_line_errors(run_cli):
+    code, _, err = run_cli("ingest", JFK, "--min-speakers", "3", "--max-speakers", "2")
+    assert code == 2 and "impossible speaker counts" in err
+
+
+def test_ingest_labels_speakers_by_voice_with_num_speakers(run_cli, tmp_path):
+    code, out, err = run_cli("-q", "ingest", JFK, "--num-speakers", "2")
+    assert code == 0, err
+    assert "speakers found: 2" in out
+    code, out, _ = run_cli("speakers", "list", JFK.name, "--json")
+    assert {s["speaker"] for s in json.loads(out)["speakers"]} == {"SPEAKER_1", "SPEAKER_2"}
+
+
+# ---------------------------------------------------------------- DER scorer
+
+def test_der_is_zero_for_a_perfect_hypothesis_whatever_its_names():
+    from earmark_eval.diarization import score
+
+    ref = [(0.0, 10.0, "Diane"), (10.0, 20.0, "Sheila"), (21.0, 25.0, "Diane")]
+    hyp = [(0.0, 10.0, "SPEAKER_2"), (10.0, 20.0, "SPEAKER_1"), (21.0, 25.0, "SPEAKER_2")]
+    row = score(ref, hyp, 30.0)
+    assert row["der"] == 0 and row["der_collar"] == 0 and row["ref_speakers"] == row["hyp_speakers"] == 2
+
+
+def test_der_matches_a_hand_computed_case():
+    from earmark_eval.diarization import der, pooled, score
+
+    ref = [(0.0, 10.0, "A"), (10.0, 20.0, "B")]
+    # The change is placed 2 s late: 2 s of B's speech is confused with A, out of 20 s.
+    assert der(ref, [(0.0, 12.0, "x"), (12.0, 20.0, "y")], 20.0)["der"] == pytest.approx(0.10)
+    # ±0.25 s collars around 0, 10 and 20 s leave 19 s scored and 1.75 s confused.
+    assert der(ref, [(0.0, 12.0, "x"), (12.0, 20.0, "y")], 20.0, collar=0.25)["der"] == pytest.approx(1.75 / 19)
+    # 2 s missed (8-10) and 2 s of false alarm (20-22): 4 s over 20.
+    parts = der(ref, [(0.0, 8.0, "x"), (10.0, 22.0, "y")], 22.0)
+    assert (parts["missed"], parts["false_alarm"], parts["confusion"]) == pytest.approx((2.0, 2.0, 0.0))
+    assert parts["der"] == pytest.approx(0.2)
+    rows = [score(ref, [(0.0, 12.0, "x"), (12.0, 20.0, "y")], 20.0), score(ref, ref, 20.0)]
+    assert pooled(rows)["der"] == pytest.approx(2.0 / 40)
+
+
+def test_report_section_has_a_row_per_file_failures_included():
+    from earmark_eval.diarization import markdown, pooled, score
+
+    ref = [(0.0, 10.0, "A"), (10.0, 20.0, "B")]
+    row = {"file": "call.wav", "seconds": 0.1, **score(ref, [(0.0, 12.0, "x"), (12.0, 20.0, "y")], 20.0)}
+    md = markdown({"collar": 0.25, "files": [row, {"file": "bad.wav", "error": "RuntimeError: boom"}],
+                   "pooled": pooled([row])})
+    assert "| call.wav | 2 / 2 | 0.100 | 0.092 |" in md and "failed: RuntimeError: boom" in md
+    assert "| **pooled** |  | 0.100 | 0.092 |" in md

@@ -66,16 +66,23 @@ def _must_break(group: list[Segment], nxt: Segment, options: ChunkOptions) -> bo
 
 
 def _passage(transcript: Transcript, index: str, group: list[Segment]) -> Passage:
+    voices = {s.speaker for s in transcript.segments if s.speaker}
     langs = [s.language for s in group]
     return Passage(
         id=f"{transcript.file_hash[:16]}:{index}", file_hash=transcript.file_hash,
         file_name=transcript.file_name, start=group[0].start, end=group[-1].end,
-        text=passage_text(group), segment_ids=tuple(s.id for s in group),
+        text=passage_text(group, show_speakers=len(voices) > 1), segment_ids=tuple(s.id for s in group),
         language=max(set(langs), key=langs.count))
 
 
-def passage_text(group: list[Segment]) -> str:
-    """The passage's words; where speakers are known, one line per turn starting `Speaker: `."""
+def passage_text(group: list[Segment], show_speakers: bool = True) -> str:
+    """The passage's words; with several known speakers, one line per turn starting `Speaker: `.
+
+    A lone voice is not named in the text: "SPEAKER_1: " on every passage of a lecture says nothing
+    and only dilutes search.
+    """
+    if not show_speakers:
+        return " ".join(s.text for s in group)
     lines: list[str] = []
     last = None
     for s in group:

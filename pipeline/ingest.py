@@ -171,18 +171,18 @@ def _transcribe(library: Library, path: Path, sha: str, options: TranscribeOptio
 def _diarize(audio, options: DiarizeOptions) -> tuple[list | None, dict]:
     """Turns found by voice, or None, and what happened (kept in the transcript's model record).
 
-    One voice gets no label unless a count was asked for: "SPEAKER_1: " on every passage of a lecture
-    says nothing and only dilutes search. A diarization failure leaves the transcript unlabelled and
-    says why in the ingest line, rather than throwing the transcription away."""
+    Every segment gets a label, one voice included (so it can be renamed and filtered on); passages
+    only show labels when a recording has two voices or more (chunk.passage_text). A diarization
+    failure leaves the transcript unlabelled and says why in the ingest line, rather than throwing
+    the transcription away."""
     try:
         turns = diarize(audio, options)
     except DiarizationError as e:
         log.warning("%s: no speakers: %s", audio.path.name, e)
         return None, {"error": str(e)}
     n = len({x.speaker for x in turns})
-    keep = n > 1 or options.num_speakers is not None
     method = "pipeline/diarize.py: by channel for a two-channel call, else resemblyzer GE2E + agglomerative"
-    return (turns if keep else None), {"method": method, "speakers": n, "labelled": keep}
+    return turns, {"method": method, "speakers": n, "labelled": True}
 
 
 def recorded_at(path: Path) -> str:

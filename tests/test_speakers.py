@@ -74,3 +74,14 @@ def test_speakers_given_later_relabel_without_retranscribing(run_cli, tmp_path, 
 def test_speakers_file_for_several_recordings_is_refused(run_cli, clips_dir):
     code, _, err = run_cli("ingest", clips_dir, "--speakers", real("pyannote-sample-phonecall-2spk.rttm"))
     assert code == 2 and "beside each" in err
+
+
+def test_one_voice_is_labelled_but_not_written_into_passages(run_cli):
+    from .conftest import SAMPLES
+
+    code, out, _ = run_cli("-q", "ingest", SAMPLES / "jfk-inaugural-1961-excerpt.flac")
+    assert code == 0 and "speakers found: 1" in out
+    code, out, _ = run_cli("transcript", "jfk-inaugural-1961-excerpt.flac", "--json")
+    assert {s["speaker"] for s in json.loads(out)["segments"]} == {"SPEAKER_1"}
+    code, out, _ = run_cli("search", "ask not what your country", "--json")
+    assert "SPEAKER_1" not in json.loads(out)["hits"][0]["text"]

@@ -171,13 +171,24 @@ def _timed(fn, *args):
     return fn(*args), time.perf_counter() - start
 
 
+def search_variants() -> list[tuple[str, dict]]:
+    """Every search mode without reranking, then hybrid with each reranker that is installed here."""
+    import os
+
+    from pipeline.search import MODES
+
+    variants = [(mode, {"mode": mode, "rerank": "none"}) for mode in MODES]
+    rerankers = ["llm"] + (["cross-encoder"] if os.environ.get("EARMARK_CROSS_ENCODER") else [])
+    return variants + [(f"hybrid+{r}", {"mode": "hybrid", "rerank": r}) for r in rerankers]
+
+
 def run_searches(lib, embedder, questions: Sequence[dict], progress: Progress) -> dict:
-    """Every question through every search mode: hits by mode and id, latencies, errors."""
-    from pipeline.search import MODES, SearchOptions, search
+    """Every question through every search variant: hits by variant and id, latencies, errors."""
+    from pipeline.search import SearchOptions, search
 
     out = {"hits": {}, "latency": {}, "errors": {}}
-    for mode in MODES:
-        options = SearchOptions(k=SEARCH_K, mode=mode)
+    for mode, settings in search_variants():
+        options = SearchOptions(k=SEARCH_K, **settings)
         search(lib, embedder, questions[0]["question"], options)  # warm-up: opens the index
         hits, seconds = {}, []
         for q in questions:

@@ -43,12 +43,15 @@ def filter_options(f):
     f = click.option("--since", default=None, help="Only recordings made on/after this date (YYYY-MM-DD).")(f)
     f = click.option("--until", default=None, help="Only recordings made on/before this date (YYYY-MM-DD).")(f)
     f = click.option("--speaker", default=None, help="Only passages where this speaker talks.")(f)
+    f = click.option("--rerank", type=click.Choice(["none", "llm", "cross-encoder"]), default=None,
+                     help="Reorder the candidates with the LLM or a cross-encoder (env EARMARK_RERANK).")(f)
     return f
 
 
 def _scope(**filters) -> dict:
-    return {"file": filters["file_name"], "language": filters["language"], "since": filters["since"],
-            "until": filters["until"], "speaker": filters["speaker"]}
+    scope = {"file": filters["file_name"], "language": filters["language"], "since": filters["since"],
+             "until": filters["until"], "speaker": filters["speaker"]}
+    return scope | ({"rerank": filters["rerank"]} if filters.get("rerank") else {})
 
 
 def _emit_json(data: dict) -> None:

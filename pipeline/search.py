@@ -7,12 +7,14 @@ calibration between the two (Cormack et al., 2009: score = sum of 1 / (60 + rank
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
 from . import lexical
 from .embed import Embedder
 from .errors import ConfigError
 from .records import Hit
+from .rerank import rerank
 from .store import Library
 
 MODES = ("hybrid", "dense", "lexical")
@@ -29,6 +31,7 @@ class SearchOptions:
     since: str | None = None  # only recordings made on or after this date (ISO, e.g. 2026-01-31)
     until: str | None = None  # ... and on or before this one
     speaker: str | None = None  # only passages where this speaker has a turn
+    rerank: str = os.environ.get("EARMARK_RERANK", "none")  # see rerank.RERANKERS
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,13 @@ def search(library: Library, embedder: Embedder, query: str, options: SearchOpti
     if scope.hashes == []:
         return []
     if options.mode == "dense":
-        return _dense(library, embedder, query, options.k, scope)
-    if options.mode == "lexical":
-        return _lexical(library, query, options.k, scope)
-    pool = max(POOL, options.k)
-    return fuse([_dense(library, embedder, query, pool, scope), _lexical(library, query, pool, scope)])[:options.k]
+        hits = _dense(library, embedder, query, options.k, scope)
+    elif options.mode == "lexical":
+        hits = _lexical(library, query, options.k, scope)
+    else:
+        pool = max(POOL, options.k)
+        hits = fuse([_dense(library, embedder, query, pool, scope), _lexical(library, query, pool, scope)])[:options.k]
+    return hits if options.rerank == "none" else rerank(options.rerank, query, hits)
 
 
 def exact(library: Library, phrase: str, options: SearchOptions = SearchOptions()) -> list[Hit]:

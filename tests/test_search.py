@@ -89,3 +89,28 @@ def test_langchain_retriever_returns_documents_with_times(sample_library, embedd
     meta = docs[0].metadata
     assert meta["file"] == "jfk-inaugural-1961-excerpt.flac" and 0 <= meta["start"] < meta["end"] <= 11.0
     assert "speaker" in meta
+
+
+def test_rerank_order_ignores_invented_numbers_and_keeps_forgotten_hits():
+    from pipeline.rerank import by_order
+
+    def h(pid):
+        return Hit(passage_id=pid, file_hash="f", file="f.wav", start=0, end=1, text=pid, score=0)
+
+    hits = [h("a"), h("b"), h("c"), h("d")]
+    assert [x.passage_id for x in by_order(hits, [3, 9, 3, "x", 1])] == ["c", "a", "b", "d"]
+
+
+def test_unknown_or_missing_reranker_is_a_clear_error(sample_library, embedder, monkeypatch):
+    monkeypatch.delenv("EARMARK_CROSS_ENCODER", raising=False)
+    with pytest.raises(ConfigError, match="none, llm, cross-encoder"):
+        search(sample_library, embedder, "country", SearchOptions(rerank="magic"))
+    with pytest.raises(ConfigError, match="EARMARK_CROSS_ENCODER"):
+        search(sample_library, embedder, "country", SearchOptions(rerank="cross-encoder"))
+
+
+def test_llm_rerank_is_a_permutation_with_the_answer_first(sample_library, embedder):
+    plain = search(sample_library, embedder, "Who is the apostle of the middle classes?", SearchOptions(k=4))
+    ranked = search(sample_library, embedder, "Who is the apostle of the middle classes?",
+                    SearchOptions(k=4, rerank="llm"))
+    assert sorted(h.passage_id for h in ranked) == sorted(h.passage_id for h in plain)

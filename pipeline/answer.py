@@ -91,6 +91,7 @@ def quote(library: Library, question: str, focused: list[tuple[Hit, list["Span"]
 # Sentences of a passage shown to the model: a small model answers better from a few relevant
 # sentences than from a minute of transcript with ten unrelated ones.
 FOCUS_SENTENCES = 4
+MIN_SENTENCE_WORDS = 3
 
 
 def focus(library: Library, embedder: Embedder, question: str, hit: Hit) -> tuple[Hit, list["Span"]]:
@@ -101,6 +102,8 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit) -> tupl
     transcript = library.transcript(hit.file_hash)
     pool = transcript.translations if hit.translated else transcript.segments
     spans = sentences([s for s in pool if s.flag is None and s.end > hit.start and s.start < hit.end])
+    # Fragments ("Hello.", "So I") answer nothing but distract a small model; keep them only if alone.
+    spans = [s for s in spans if len(s.text.split()) >= MIN_SENTENCE_WORDS] or spans
     if len(spans) > FOCUS_SENTENCES:
         vecs = embedder.embed([question] + [s.text for s in spans])
         score = vecs[1:] @ vecs[0] + np.array([verify.question_overlap(question, s.evidence) for s in spans])

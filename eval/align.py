@@ -159,8 +159,10 @@ def dump_json(dump: dict) -> str:
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
-def main(model_dir: str = "/tmp/whisper-base", real_dir: Path = REAL_DIR, reuse: bool = False) -> None:
+def main(model_dir: str | None = None, real_dir: Path = REAL_DIR, reuse: bool = False) -> None:
     """Transcribe every real recording once and write its alignment dump.
+
+    ``model_dir`` is a CTranslate2 Whisper directory; by default earmark's packaged base, assembled.
 
     With ``reuse`` the Whisper words already in the dumps are re-aligned (after a reference change)
     without running the model again.
@@ -178,7 +180,9 @@ def main(model_dir: str = "/tmp/whisper-base", real_dir: Path = REAL_DIR, reuse:
             if model is None:
                 from faster_whisper import WhisperModel  # heavy: only this one-off run needs it
 
-                model = WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=2,
+                from pipeline.models import whisper_ct2_dir
+
+                model = WhisperModel(model_dir or str(whisper_ct2_dir("base")), device="cpu", compute_type="int8", cpu_threads=2,
                                      local_files_only=True)
             raw = transcribe_words(model, real_dir / name, info["lang"])
         dump = build_dump(name, info["lang"], raw, real_dir)

@@ -98,6 +98,9 @@ class Library:
         self._migrate()
         self.embed_model = self._check_embed_model(embed_model)
         self._index = None
+        # Parsed transcripts by hash, with the (mtime, size) they were read at: one question reads the
+        # same transcript once per hit, and an hour's transcript is megabytes of JSON.
+        self._transcripts: dict[str, tuple[tuple[int, int], Transcript]] = {}
 
     def _migrate(self) -> None:
         """Bring a catalog made by an older earmark up to this schema (columns are only ever added)."""
@@ -161,9 +164,16 @@ class Library:
     def transcript(self, sha256: str) -> Transcript:
         """The current transcript of a recording."""
         path = self.transcript_path(sha256)
-        if not path.exists():
-            raise LibraryError(f"no transcript for {sha256[:12]} in {self.root}")
-        return Transcript.from_dict(json.loads(path.read_text()))
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise LibraryError(f"no transcript for {sha256[:12]} in {self.root}") from None
+        stamp = (st.st_mtime_ns, st.st_size)  # writes are atomic renames, so a new file has a new stamp
+        cached = self._transcripts.get(sha256)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, Transcript.from_dict(json.loads(path.read_text())))
+            self._transcripts[sha256] = cached
+        return cached[1]
 
     # --- catalog -----------------------------------------------------------------------------
     def recording(self, sha256: str) -> Recording | None:

@@ -48,3 +48,12 @@ def test_index_is_rebuilt_from_transcripts(tmp_path, embedder):
     assert lib.index.count() == 1  # idempotent: re-indexing replaces, never duplicates
     hit = lib.index.query(embedder.embed(["when was the budget approved"])[0], 5)[0]
     assert (hit.file, hit.start, hit.end) == ("a.wav", 0.5, 2.0)
+
+
+def test_transcripts_are_parsed_once_and_reread_after_a_new_version(tmp_path):
+    lib = Library(tmp_path, "m")
+    lib.save_transcript(_transcript("First take."))
+    first = lib.transcript("cd" * 32)
+    assert lib.transcript("cd" * 32) is first  # cached: the same object, not a second parse
+    lib.save_transcript(_transcript("Second take.", created="2026-02-01T00:00:00+00:00"))
+    assert lib.transcript("cd" * 32).segments[0].text == "Second take."

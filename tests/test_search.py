@@ -109,8 +109,21 @@ def test_unknown_or_missing_reranker_is_a_clear_error(sample_library, embedder, 
         search(sample_library, embedder, "country", SearchOptions(rerank="cross-encoder"))
 
 
-def test_llm_rerank_is_a_permutation_with_the_answer_first(sample_library, embedder):
-    plain = search(sample_library, embedder, "Who is the apostle of the middle classes?", SearchOptions(k=4))
-    ranked = search(sample_library, embedder, "Who is the apostle of the middle classes?",
-                    SearchOptions(k=4, rerank="llm"))
+def test_llm_rerank_runs_the_model_and_returns_its_order(sample_library, embedder, monkeypatch):
+    from pipeline import rerank
+
+    calls = []
+    real_llm = rerank.RERANKERS["llm"]
+
+    def spy(question, hits):
+        out = real_llm(question, hits)  # the real packaged LLM
+        calls.append(([h.passage_id for h in hits], [h.passage_id for h in out]))
+        return out
+
+    monkeypatch.setitem(rerank.RERANKERS, "llm", spy)
+    question = "What was the first great sorrow of his life?"
+    plain = search(sample_library, embedder, question, SearchOptions(k=4))
+    ranked = search(sample_library, embedder, question, SearchOptions(k=4, rerank="llm"))
+    assert len(calls) == 1 and calls[0][0] == [h.passage_id for h in plain]
+    assert [h.passage_id for h in ranked] == calls[0][1]  # search returns the model's order
     assert sorted(h.passage_id for h in ranked) == sorted(h.passage_id for h in plain)

@@ -3,6 +3,7 @@
 import hashlib
 import subprocess
 
+import numpy as np
 import pytest
 
 from pipeline import audio
@@ -57,3 +58,21 @@ def test_text_renamed_mp3_is_a_clear_error(tmp_path):
     fake.write_text("these are meeting notes, not audio\n" * 20)
     with pytest.raises(AudioError, match=r"notes\.mp3: not decodable audio"):
         audio.load(fake)
+
+
+def test_stream_gives_the_samples_of_load_in_blocks():
+    whole = audio.load(JFK).samples
+    blocks = list(audio.stream(JFK, block_seconds=3))
+    assert [b.start for b in blocks] == [0, 48000, 96000, 144000]
+    assert all(len(b.samples) == 48000 for b in blocks[:-1])
+    assert np.array_equal(np.concatenate([b.samples for b in blocks]), whole)
+    # The JFK flac is two-channel: the channels come along, and the mono mix is their mean.
+    assert blocks[0].channels.shape == (2, 48000)
+    assert np.allclose(blocks[0].channels.mean(axis=0), blocks[0].samples)
+
+
+def test_stream_of_a_broken_file_is_a_clear_error(tmp_path):
+    fake = tmp_path / "notes.wav"
+    fake.write_text("not audio\n" * 100)
+    with pytest.raises(AudioError, match="notes.wav: not decodable audio"):
+        list(audio.stream(fake))

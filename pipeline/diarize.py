@@ -6,7 +6,13 @@ average linkage, and the window labels become `speakers.Turn`s named SPEAKER_1, 
 of first appearance, which `speakers.label` then puts on the transcript's segments.
 
 A stereo file with one speaker per channel (a recorded call: the channels are uncorrelated and each
-carries speech) is split by channel instead: SPEAKER_1 is the left channel, SPEAKER_2 the right.
+carries speech) is split by channel instead (calls.py): SPEAKER_1 is the left channel, SPEAKER_2 the right.
+
+A `Diarizer` takes a file in pieces cut in silence, so a long recording is never held whole: a piece
+leaves behind only its windows' embeddings, spans and region numbers (for a stereo file also its channel
+turns and running channel moments) and its last 1.7 s, read again before the next piece so that windows
+near a cut see what they would in the whole file. `finish()` clusters every window at once, so a voice
+keeps its name across pieces; `diarize()` feeds a whole decoded file as one piece.
 """
 
 from __future__ import annotations
@@ -17,14 +23,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import SAMPLE_RATE, Audio, load_channels
+from .calls import MAX_CORRELATION, CallStats, channel_turns, speech_for_turns as _speech, turn as _turn
 from .errors import EarmarkError
 from .speakers import Turn
-from .vad import Region, speech_regions
+from .vad import Region
 
 log = logging.getLogger(__name__)
 
 FRAME = 160  # samples per mel frame of the voice encoder (10 ms)
 MAX_WINDOWS = 4000  # ~64 MB of pairwise distances; an hour of speech is then embedded every 0.9 s
+# Past this many windows (a file fed in pieces that runs longer than `total_samples` said, or of unknown
+# length), `cluster` works on a subset: memory stays bounded.
+MAX_CLUSTERED = 2 * MAX_WINDOWS
+GRID = 2560  # samples: a whole number of silero-vad chunks (512 samples) and of mel frames (FRAME)
 
 
 class DiarizationError(EarmarkError):
@@ -50,7 +61,7 @@ class DiarizeOptions:
     # under 2 s cannot be told from a noisy window, and over-splitting one speaker is the worse error.
     min_speaker_seconds: float = 2.0
     # A stereo file whose channels correlate less than this is taken as one speaker per channel.
-    max_channel_correlation: float = 0.3
+    max_channel_correlation: float = MAX_CORRELATION
 
     def check(self) -> None:
         """Raise DiarizationError if the speaker-count bounds cannot be met."""
@@ -60,73 +71,104 @@ class DiarizeOptions:
             raise DiarizationError(f"impossible speaker counts: --num-speakers {n}, --min-speakers {lo}, "
                                    f"--max-speakers {hi} (need 1 <= min <= num <= max)")
 
+    @property
+    def by_channel(self) -> bool:
+        """Whether a two-channel file may be split by channel: only if two speakers are allowed."""
+        return self.num_speakers in (None, 2)
+
 
 def diarize(audio: Audio, options: DiarizeOptions = DiarizeOptions()) -> list[Turn]:
-    """Speaker turns of a recording: by channel for a two-channel call, else by voice."""
-    options.check()
-    channels = load_channels(audio.path) if audio.path.is_file() and options.num_speakers in (None, 2) else None
-    if channels is not None and is_channel_split(channels, options):
-        log.info("%s: one speaker per channel", audio.path.name)
-        return channel_turns(channels)
-    return voice_turns(audio.samples, options)
+    """Speaker turns of a whole decoded recording: by channel for a two-channel call, else by voice."""
+    channels = load_channels(audio.path) if audio.path.is_file() and options.by_channel else None
+    diarizer = Diarizer(options, channels=1 if channels is None else len(channels))
+    diarizer.feed(0, audio.samples, channels)
+    return diarizer.finish()
 
 
-# ---------------------------------------------------------------- one speaker per channel
+class Diarizer:
+    """Speaker turns of a file fed piece by piece, in order, each piece ending in silence."""
 
-def is_channel_split(channels: np.ndarray, options: DiarizeOptions = DiarizeOptions()) -> bool:
-    """True for two channels that carry different signals (low correlation), each with speech."""
-    if channels.shape[0] != 2:
-        return False
-    left, right = channels
-    if left.std() < 1e-4 or right.std() < 1e-4:
-        return False
-    corr = float(np.corrcoef(left, right)[0, 1])
-    return abs(corr) < options.max_channel_correlation and all(speech_regions(c) for c in channels)
+    def __init__(self, options: DiarizeOptions = DiarizeOptions(), total_samples: int | None = None,
+                 channels: int = 1):
+        """`total_samples` (the file's length, say from ffprobe) fixes the window hop before the first
+        piece; without it the first piece's speech does, which is exact for a whole file fed at once.
+        `channels` is 2 for a stereo file, whose feed() then gets both channels, to tell a call with one
+        speaker per channel."""
+        options.check()
+        self.options = options
+        self._hop = None if total_samples is None else _hop(options, total_samples)
+        self._call = CallStats(options.max_channel_correlation) if channels == 2 and options.by_channel else None
+        self._call_turns: list[Turn] = []
+        self._vectors: list[np.ndarray] = []
+        self._spans: list[tuple[int, int]] = []  # on the file's timeline
+        self._groups: list[int] = []  # each window's speech region, numbered across pieces
+        self._regions = 0
+        self._lead = int(options.window * SAMPLE_RATE)  # samples of what came before read with a piece
+        self._tail = np.zeros(0, dtype=np.float32)  # the last samples so far, to lead the next piece
+        self._next = 0  # where the next piece starts
 
+    def feed(self, start: int, samples: np.ndarray, channels: np.ndarray | None = None) -> None:
+        """Take the next piece: 16 kHz mono `samples` starting at sample `start` of the file and, for a
+        stereo file, the same piece's (2, n) `channels`."""
+        if start != self._next:
+            raise ValueError(f"pieces come back to back: the next one starts at sample {self._next}, not {start}")
+        if self._call is not None and channels is None:
+            raise ValueError("a Diarizer made with channels=2 needs each piece's channels")
+        self._next = start + len(samples)
+        # Whether a stereo file is a call is known only at finish(), so both kinds of turns are kept.
+        if self._call is not None:
+            self._call.add_moments(channels)
+            self._call.add_speech(channels)
+            self._call_turns += channel_turns(channels, offset=start)
+        self._feed_voice(start, samples)
 
-def channel_turns(channels: np.ndarray, crosstalk_db: float = 20.0) -> list[Turn]:
-    """SPEAKER_1 where the left channel has speech, SPEAKER_2 where the right has; speech heard on a
-    channel more than `crosstalk_db` below the other is the other's voice leaking in, and dropped."""
-    energy = _frame_energy_db(channels)
-    turns = []
-    for i, (samples, name) in enumerate(zip(channels, ("SPEAKER_1", "SPEAKER_2"))):
-        own = energy[i] >= energy[1 - i] - crosstalk_db
-        for r in speech_regions(samples, pad_ms=100, min_silence_ms=300):
-            keep = own[r.start // FRAME: max(r.start // FRAME + 1, r.end // FRAME)]
-            if keep.mean() >= 0.5:
-                turns.append(Turn(round(r.start / SAMPLE_RATE, 3), round(r.end / SAMPLE_RATE, 3), name))
-    return sorted(turns, key=lambda t: t.start)
+    def finish(self) -> list[Turn]:
+        """The turns of the whole file on its timeline: by channel for a call, else by clustered voice."""
+        if self._call is not None and self._call.is_split():
+            log.info("one speaker per channel")
+            return self._call_turns
+        if not self._vectors:
+            return []
+        seconds = np.array([(b - a) / SAMPLE_RATE for a, b in self._spans])
+        labels = cluster(np.concatenate(self._vectors), seconds, self.options)
+        return _turns(self._spans, smooth(labels, self._groups, self.options.smooth))
 
-
-def _frame_energy_db(channels: np.ndarray) -> np.ndarray:
-    n = channels.shape[1] // FRAME
-    frames = channels[:, :n * FRAME].reshape(channels.shape[0], n, FRAME)
-    return 10 * np.log10((frames.astype(np.float64) ** 2).mean(axis=2) + 1e-10)
+    def _feed_voice(self, start: int, samples: np.ndarray) -> None:
+        """Embed the windows of the piece that starts at sample `start`."""
+        # The piece is read after a lead of about a window of what came before, from a multiple of GRID:
+        # a window centred on a short region near its start reaches back into the lead as it would in
+        # the whole file, and VAD and mel frames fall where a whole-file pass puts them.
+        first = max(0, (start - self._lead) // GRID * GRID)
+        lead = start - first
+        if lead:
+            samples = np.concatenate([self._tail[len(self._tail) - lead:], samples])
+        self._tail = samples[-(self._lead + GRID):].copy()  # a copy: a view would keep the piece alive
+        regions = _speech(samples, lead)
+        if self._hop is None:  # the first piece (the whole file, fed at once): its speech sets the hop
+            self._hop = _hop(self.options, sum(r.end - r.start for r in regions))
+        windows = _windows(regions, len(samples), self.options, self._hop)
+        if windows:
+            self._vectors.append(embed_windows(samples, windows, self.options))
+            self._spans += [(first + a, first + b) for a, b in _spans(regions, windows)]
+            self._groups += [self._regions + i for i, _, _ in windows]
+        self._regions += len(regions)
 
 
 # ---------------------------------------------------------------- by voice
 
-def voice_turns(samples: np.ndarray, options: DiarizeOptions = DiarizeOptions()) -> list[Turn]:
-    """Speaker turns of 16 kHz mono audio from clustered voice embeddings."""
-    regions = speech_regions(samples, pad_ms=100, min_silence_ms=300)
-    windows = _windows(regions, len(samples), options)
-    if not windows:
-        return []
-    spans = _spans(regions, windows)
-    vectors = embed_windows(samples, windows, options)
-    labels = cluster(vectors, np.array([(b - a) / SAMPLE_RATE for a, b in spans]), options)
-    labels = smooth(labels, [w[0] for w in windows], options.smooth)
-    return _turns(spans, labels)
+def _hop(options: DiarizeOptions, speech_samples: int) -> int:
+    """Samples between window starts. Clustering holds every pair of windows in memory: past
+    MAX_WINDOWS over `speech_samples` (or an upper bound on it), windows step further apart."""
+    return max(int(options.hop * SAMPLE_RATE), speech_samples // MAX_WINDOWS)
 
 
-def _windows(regions: list[Region], n_samples: int, options: DiarizeOptions) -> list[tuple[int, int, int]]:
+def _windows(regions: list[Region], n_samples: int, options: DiarizeOptions,
+             hop: int) -> list[tuple[int, int, int]]:
     """(region index, first sample, end sample) of every embedding window, in time order.
 
     A region shorter than a window gets one window centred on it (with a little of its surroundings),
     so that every stretch of speech has a label."""
-    size, hop = int(options.window * SAMPLE_RATE), int(options.hop * SAMPLE_RATE)
-    # Clustering holds every pair of windows in memory: past MAX_WINDOWS, windows step further apart.
-    hop = max(hop, sum(r.end - r.start for r in regions) // MAX_WINDOWS)
+    size = int(options.window * SAMPLE_RATE)
     out = []
     for i, r in enumerate(regions):
         if r.end - r.start <= size:
@@ -186,7 +228,7 @@ def embed_windows(samples: np.ndarray, windows: list[tuple[int, int, int]],
 
 
 def _mel(samples: np.ndarray, minute: int = 60 * SAMPLE_RATE) -> np.ndarray:
-    """The encoder's mel frames (10 ms) of the whole file, computed a minute at a time: librosa's
+    """The encoder's mel frames (10 ms) of a piece, computed a minute at a time: librosa's
     STFT of an hour in one go would hold ~600 MB."""
     from resemblyzer.audio import wav_to_mel_spectrogram
 
@@ -204,9 +246,17 @@ def _gain(window: np.ndarray, target_dbfs: float = -30.0) -> float:
     return 10 ** ((target_dbfs - 20 * np.log10(rms)) / 20)
 
 
-def cluster(vectors: np.ndarray, seconds: np.ndarray, options: DiarizeOptions = DiarizeOptions()) -> np.ndarray:
+def cluster(vectors: np.ndarray, seconds: np.ndarray, options: DiarizeOptions = DiarizeOptions(),
+            limit: int = MAX_CLUSTERED) -> np.ndarray:
     """A speaker index per embedding: agglomerative clustering (cosine, average linkage) cut at
-    `options.threshold`, tiny clusters folded into their neighbours, count kept within the bounds."""
+    `options.threshold`, tiny clusters folded into their neighbours, count kept within the bounds.
+    Past `limit` embeddings, an evenly spread subset is clustered and the others join the speaker
+    whose centroid is nearest, so that memory stays bounded."""
+    step = -(-len(vectors) // limit)
+    if step > 1:
+        labels = cluster(vectors[::step], seconds[::step] * step, options, limit)
+        speakers = np.unique(labels)
+        return speakers[np.argmax(vectors @ _centroids(vectors[::step], labels, speakers).T, axis=1)]
     n = len(vectors)
     if n < 2:
         return np.zeros(n, dtype=int)
@@ -234,12 +284,17 @@ def _fold_small(vectors: np.ndarray, labels: np.ndarray, seconds: np.ndarray, mi
     """Give the windows of clusters with less than `min_seconds` of speech to the nearest large cluster."""
     sizes = {c: float(seconds[labels == c].sum()) for c in set(labels)}
     large = [c for c, s in sizes.items() if s >= min_seconds] or [max(sizes, key=sizes.get)]
-    centroids = np.stack([vectors[labels == c].mean(axis=0) for c in large])
-    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    centroids = _centroids(vectors, labels, large)
     out = labels.copy()
     for k in np.flatnonzero(~np.isin(labels, large)):
         out[k] = large[int(np.argmax(centroids @ vectors[k]))]
     return out
+
+
+def _centroids(vectors: np.ndarray, labels: np.ndarray, clusters) -> np.ndarray:
+    """The unit-length mean vector of each of `clusters`, one row each."""
+    centroids = np.stack([vectors[labels == c].mean(axis=0) for c in clusters])
+    return centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
 
 
 def smooth(labels: np.ndarray, groups: list[int], width: int) -> np.ndarray:
@@ -272,7 +327,7 @@ def _turns(spans: list[tuple[int, int]], labels: np.ndarray) -> list[Turn]:
     turns = []
     for a, b, lab in pieces:
         names.setdefault(lab, f"SPEAKER_{len(names) + 1}")
-        turns.append(Turn(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3), names[lab]))
+        turns.append(_turn(a, b, names[lab]))
     return turns
 
 

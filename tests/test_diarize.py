@@ -5,9 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.audio import load, load_channels
-from pipeline.diarize import DiarizeOptions, cluster, count, diarize, is_channel_split, smooth
-from pipeline.speakers import speaker_at
+from pipeline.audio import SAMPLE_RATE, load, load_channels
+from pipeline.calls import is_channel_split
+from pipeline.diarize import Diarizer, DiarizeOptions, cluster, count, diarize, smooth
+from pipeline.speakers import Turn, speaker_at
+from pipeline.vad import speech_regions
 
 from .conftest import SAMPLES, real
 
@@ -44,6 +46,68 @@ def test_stereo_call_is_split_by_channel_and_dual_mono_is_not():
     assert load_channels(SAMPLES / "librispeech-1995-1837-0001.wav") is None  # mono: nothing to split
 
 
+# ---------------------------------------------------------------- fed in pieces, as ingest streams a file
+
+@pytest.mark.parametrize("name", ["ami-meeting-excerpt-4spk-60s.wav", "picovoice-leopard-diarization-3spk.wav"])
+def test_a_recording_fed_in_pieces_cut_in_silence_gets_the_turns_it_gets_whole(name):
+    audio = load(real(name))
+    whole = diarize(audio)
+    # Clustered over all pieces at once, a voice keeps its name from piece to piece (each picovoice
+    # piece holds one of its three speakers; AMI's voices come back in later pieces). Each piece is
+    # read after a lead of the one before, so its windows and frames are the whole file's, to the sample.
+    assert _feed_in_pieces(audio.samples, _middles_of_pauses(audio.samples)) == whole
+    assert count(whole) >= 3
+
+
+def test_a_piece_that_starts_just_before_a_word_still_tells_the_voices_apart():
+    # Ingest cuts where the next speech region begins (vad.pieces), so a short first word ("Hello?",
+    # 6.7-7.3 s) can sit at a piece's very start; its window must still reach back as in the whole file.
+    audio = load(real("pyannote-sample-phonecall-2spk.wav"))
+    turns = _feed_in_pieces(audio.samples, [speech_regions(audio.samples)[0].start])
+    assert count(turns) == count(diarize(audio)) == 2
+    assert speaker_at(turns, 12.6, 14.1) != speaker_at(turns, 14.5, 17.7)  # Diane, then Sheila
+
+
+def test_a_call_fed_in_pieces_is_split_by_channel_as_when_fed_whole():
+    stereo = load_channels(real("stereo-2ch-librispeech-61-70968-0000-L.wav"))
+    pause = np.zeros((2, SAMPLE_RATE), dtype=np.float32)
+    # A longer call with pauses to cut in: the real call, again with its channels swapped, and again.
+    call = np.concatenate([stereo, pause, stereo[::-1], pause, stereo], axis=1)
+    mono = call.mean(axis=0)
+    whole = Diarizer(channels=2)  # no total_samples: the hop comes from the first piece, here all of it
+    whole.feed(0, mono, call)
+    expected = whole.finish()
+    with pytest.raises(ValueError, match="back to back"):
+        whole.feed(0, mono, call)
+    turns = _feed_in_pieces(mono, _middles_of_pauses(mono), call)
+    assert len(turns) == len(expected) == 6
+    assert [t.speaker for t in turns] == [t.speaker for t in expected]
+    # Channel turns are found in each piece on its own 32 ms VAD frames: edges may move by a frame or two.
+    assert _bounds(turns) == pytest.approx(_bounds(expected), abs=0.1)
+    assert speaker_at(turns, 7.0, 8.5) == "SPEAKER_2"  # the swapped call: its long sentence is on the right
+
+
+def _middles_of_pauses(samples: np.ndarray) -> list[int]:
+    regions = speech_regions(samples)
+    cuts = [(a.end + b.start) // 2 for a, b in zip(regions, regions[1:])]
+    assert cuts, "the recording needs a pause to cut in"
+    return cuts
+
+
+def _feed_in_pieces(samples: np.ndarray, cuts: list[int], channels: np.ndarray | None = None) -> list[Turn]:
+    """Diarize a recording fed to a Diarizer in pieces cut at `cuts` (sample offsets)."""
+    diarizer = Diarizer(total_samples=len(samples), channels=1 if channels is None else 2)
+    for lo, hi in zip([0, *cuts], [*cuts, len(samples)]):
+        diarizer.feed(lo, samples[lo:hi], None if channels is None else channels[:, lo:hi])
+    return diarizer.finish()
+
+
+def _bounds(turns: list[Turn]) -> list[float]:
+    return [x for t in turns for x in (t.start, t.end)]
+
+
+# ---------------------------------------------------------------- clustering and smoothing
+
 def test_cluster_keeps_the_count_within_bounds():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=256), rng.normal(size=256)
@@ -57,6 +121,9 @@ def test_cluster_keeps_the_count_within_bounds():
     assert len(set(cluster(vectors, seconds, DiarizeOptions(min_speakers=3)))) == 3
     # Two windows of a voice (1 s) are not a speaker of their own: folded into the nearest one.
     assert len(set(cluster(vectors[:12], seconds[:12]))) == 1
+    # Past the limit, every 4th window is clustered and the rest join the nearest speaker.
+    bounded = cluster(vectors, seconds, limit=6)
+    assert len(set(bounded[:10])) == len(set(bounded[10:])) == 1 and bounded[0] != bounded[-1]
 
 
 def test_smoothing_removes_a_lone_window_but_not_a_turn():

@@ -89,10 +89,12 @@ def cli(ctx: click.Context, library: Path | None, embed_model: str, quiet: bool,
               help="At least this many speakers when finding them by voice.")
 @click.option("--max-speakers", type=click.IntRange(min=1), default=None, help="At most this many speakers.")
 @click.option("--no-diarize", is_flag=True, help="Do not find speakers by voice (env EARMARK_DIARIZE=0).")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Files transcribed at once, one process each (env EARMARK_INGEST_JOBS; default 1).")
 @click.pass_obj
 def ingest(obj: Ctx, paths: tuple[Path, ...], whisper_model: str, language: str | None, beam_size: int | None,
            speakers: Path | None, num_speakers: int | None, min_speakers: int, max_speakers: int | None,
-           no_diarize: bool) -> None:
+           no_diarize: bool, jobs: int | None) -> None:
     """Transcribe and index files and folders (recursively). Already-ingested content is skipped."""
     from rich.progress import Progress
 
@@ -105,7 +107,8 @@ def ingest(obj: Ctx, paths: tuple[Path, ...], whisper_model: str, language: str 
     lib, embedder = obj.open()
     options = IngestOptions(transcribe=replace(TranscribeOptions(), model=whisper_model, language=language,
                                                beam_size=beam_size), speakers=speakers,
-                            diarize=IngestOptions().diarize and not no_diarize, diarization=diarization)
+                            diarize=IngestOptions().diarize and not no_diarize, diarization=diarization,
+                            jobs=jobs or IngestOptions().jobs)
     files = discover(paths)
     with Progress(disable=obj.quiet, transient=True) as progress:
         task = progress.add_task("ingesting", total=len(files))
@@ -269,7 +272,7 @@ def reindex(obj: Ctx) -> None:
 @click.option("--library", "eval_library", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Library to ingest into (or reuse); default: a fresh OUT/library.")
 @click.option("--set", "set_name", default=None, help="Name of the question set in the report (default: file stem).")
-@click.option("--long-minutes", default="10,60", show_default=True,
+@click.option("--long-minutes", default="10,60,180", show_default=True,
               help="Stitched archive lengths in minutes, comma-separated; 0 skips them.")
 @click.option("--no-baseline", is_flag=True, help="Skip the openai-whisper transcribe speed/WER baseline.")
 @click.pass_obj

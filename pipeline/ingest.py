@@ -10,20 +10,20 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import audio as audio_mod
-from . import custody, speakers
+from . import custody, speakers, vad
 from .chunk import passages as make_passages
 from .config import ChunkOptions, EmbedOptions, TranscribeOptions
-from .diarize import DiarizationError, DiarizeOptions, diarize
+from .diarize import DiarizationError, DiarizeOptions, Diarizer
 from .embed import Embedder
 from .errors import EarmarkError
 from .records import Transcript
 from .store import Library, now
-from .transcribe import transcribe_and_translate
+from .transcribe import number, transcribe_piece
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ class IngestOptions:
     # Without a turns file, find who spoke when by voice (diarize.py); EARMARK_DIARIZE=0 turns it off.
     diarize: bool = os.environ.get("EARMARK_DIARIZE", "1") not in ("0", "false", "no")
     diarization: DiarizeOptions = DiarizeOptions()  # speaker-count bounds (--num/--min/--max-speakers)
+    # Files transcribed at once, each in its own process with threads/jobs threads (--jobs); the
+    # parent embeds and stores meanwhile. eval's folder-ingest table says which count is faster here.
+    jobs: int = int(os.environ.get("EARMARK_INGEST_JOBS", "1"))
 
 
 @dataclass
@@ -85,22 +88,31 @@ def ingest(library: Library, embedder: Embedder, paths: Iterable[str | Path],
     if options.speakers and len(files) > 1:
         raise EarmarkError("--speakers gives the turns of one recording; for several, put NAME.rttm "
                            "(or NAME.stm) beside each NAME.wav instead")
-    for path in files:
-        try:
-            result = ingest_file(library, embedder, path, options, report)
-        except EarmarkError as e:
-            result = FileResult(path, "failed", str(e))
-        except Exception as e:  # a batch boundary: one bad file must not stop a folder
-            log.exception("unexpected failure on %s", path)
-            result = FileResult(path, "failed", f"{path.name}: unexpected {type(e).__name__}: {e}")
-        report.results.append(result)
-        if on_file:
-            on_file(result)
+    with _Transcriber(options) as transcriber:
+        for path in files:
+            transcriber.prefetch(library, path)
+        for path in files:
+            result = _ingest_one(library, embedder, path, options, report, transcriber)
+            report.results.append(result)
+            if on_file:
+                on_file(result)
     return report
 
 
+def _ingest_one(library: Library, embedder: Embedder, path: Path, options: IngestOptions,
+                report: IngestReport, transcriber: _Transcriber) -> FileResult:
+    """ingest_file, with any failure turned into a failed FileResult: one bad file never stops a folder."""
+    try:
+        return ingest_file(library, embedder, path, options, report, transcriber)
+    except EarmarkError as e:
+        return FileResult(path, "failed", str(e))
+    except Exception as e:  # a batch boundary: one bad file must not stop a folder
+        log.exception("unexpected failure on %s", path)
+        return FileResult(path, "failed", f"{path.name}: unexpected {type(e).__name__}: {e}")
+
+
 def ingest_file(library: Library, embedder: Embedder, path: Path, options: IngestOptions,
-                report: IngestReport) -> FileResult:
+                report: IngestReport, transcriber: _Transcriber | None = None) -> FileResult:
     """Bring one file up to 'indexed', doing only the stages it still needs."""
     if not path.is_file():
         raise EarmarkError(f"{path}: no such file")
@@ -120,8 +132,13 @@ def ingest_file(library: Library, embedder: Embedder, path: Path, options: Inges
             transcript = _with_speakers(transcript, turns)
             library.save_transcript(transcript)
     else:
-        transcript = _transcribe(library, path, sha, options.transcribe, report, turns,
-                                 options.diarization if options.diarize else None)
+        transcriber = transcriber or _Transcriber(options)
+        transcript = transcriber.transcript(path, sha, turns, report)
+        library.save_transcript(transcript)
+        library.upsert_recording(sha, file_name=path.name, path=str(path.resolve()), size=path.stat().st_size,
+                                 duration=transcript.duration, status="transcribed",
+                                 languages=transcript.languages, transcribe_model=transcript.model,
+                                 recorded_at=recorded_at(path))
     n = index_transcript(library, embedder, transcript, options.chunk, report)
     custody.log_event(library.root, "ingest", file=path.name, sha256=sha, path=str(path.resolve()),
                       size=path.stat().st_size, speakers=turns_file.name if turns_file else None)
@@ -141,34 +158,124 @@ def _labels(transcript: Transcript) -> list:
     return [(s.start, s.end, s.speaker) for s in transcript.segments]
 
 
-def _transcribe(library: Library, path: Path, sha: str, options: TranscribeOptions,
-                report: IngestReport, turns: list | None = None,
-                diarization: DiarizeOptions | None = None) -> Transcript:
-    t = time.perf_counter()
-    audio = audio_mod.load(path, sha256=sha)
-    report.add_time("decode", time.perf_counter() - t)
-    t = time.perf_counter()
-    segments, translations = transcribe_and_translate(audio, options)
-    report.add_time("transcribe", time.perf_counter() - t)
-    model = model_record(options)
-    if not turns and diarization is not None:
+class _Transcriber:
+    """Transcribes files here, or (jobs > 1) ahead of need in worker processes.
+
+    Two processes of one thread each can beat one process of two threads on a small model (the
+    threads of one decoder wait on each other); the parent meanwhile embeds and stores what is done,
+    which also overlaps those stages with transcription. Workers are spawned, not forked, because
+    the parent may already hold torch and CTranslate2 thread pools.
+    """
+
+    def __init__(self, options: IngestOptions):
+        self.options = options
+        self.pool = None
+        self.pending: dict[Path, object] = {}
+
+    def __enter__(self) -> _Transcriber:
+        if self.options.jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            threads = max(1, self.options.transcribe.threads // self.options.jobs)
+            self.options = replace(self.options, transcribe=replace(self.options.transcribe, threads=threads))
+            self.pool = ProcessPoolExecutor(self.options.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_worker_start, initargs=(threads,))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def prefetch(self, library: Library, path: Path) -> None:
+        """Start transcribing `path` in a worker if it needs it (nothing without workers)."""
+        if self.pool is None or not path.is_file():
+            return
+        try:
+            sha = audio_mod.sha256_file(path)
+            turns_file = self.options.speakers or speakers.sidecar(path)
+            turns = speakers.read_turns(turns_file) if turns_file else None
+        except (OSError, EarmarkError):
+            return  # ingest_file reports it
+        if not (library.recording(sha) and library.transcript_path(sha).exists()):
+            self.pending[path] = self.pool.submit(transcribe_file, path, sha, self.options, turns)
+
+    def transcript(self, path: Path, sha: str, turns: list | None, report: IngestReport) -> Transcript:
+        future = self.pending.pop(path, None)
+        if future is None:
+            transcript, timings = transcribe_file(path, sha, self.options, turns)
+        else:
+            transcript, timings = future.result()
+        for stage, seconds in timings.items():
+            report.add_time(stage, seconds)
+        return transcript
+
+
+def _worker_start(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def transcribe_file(path: Path, sha: str, options: IngestOptions,
+                    turns: list | None = None) -> tuple[Transcript, dict[str, float]]:
+    """Transcribe (and diarize) a file piece by piece as ffmpeg decodes it, so memory stays flat;
+    returns the transcript and the seconds spent per stage."""
+    report = IngestReport()
+    info = audio_mod.probe(path)
+    diarizer, failure = None, None
+    if not turns and options.diarize:
+        try:
+            total = int(info.seconds * audio_mod.SAMPLE_RATE) if info.seconds else None
+            diarizer = Diarizer(options.diarization, total_samples=total, channels=info.channels)
+        except DiarizationError as e:
+            failure = {"error": str(e)}
+    segments: list = []
+    translations: list = []
+    samples = 0
+    for piece, regions in _timed(vad.pieces(audio_mod.stream(path)), report, "decode+vad"):
         t = time.perf_counter()
-        turns, model["diarization"] = _diarize(audio, diarization)
+        spoken, english = transcribe_piece(piece, regions, options.transcribe)
+        segments += spoken
+        translations += english
+        report.add_time("transcribe", time.perf_counter() - t)
+        if diarizer is not None:
+            t = time.perf_counter()
+            try:
+                diarizer.feed(piece.start, piece.samples, piece.channels)
+            except DiarizationError as e:  # the transcript is kept, unlabelled, and says why
+                diarizer, failure = None, {"error": str(e)}
+            report.add_time("diarize", time.perf_counter() - t)
+        samples = piece.end
+    model = model_record(options.transcribe)
+    if failure:
+        model["diarization"] = failure
+    if diarizer is not None:
+        t = time.perf_counter()
+        turns, model["diarization"] = _finish_diarizing(diarizer, path)
         report.add_time("diarize", time.perf_counter() - t)
-    if turns:
-        segments = speakers.label(segments, turns)
-    transcript = Transcript(file_hash=sha, file_name=path.name, duration=round(audio.duration, 3),
+    segments = number(speakers.label(segments, turns) if turns else segments)
+    transcript = Transcript(file_hash=sha, file_name=path.name, duration=round(samples / audio_mod.SAMPLE_RATE, 3),
                             segments=tuple(segments), model=model, created=now(),
-                            translations=tuple(translations))
-    library.save_transcript(transcript)
-    library.upsert_recording(sha, file_name=path.name, path=str(path.resolve()), size=audio.size,
-                             duration=transcript.duration, status="transcribed",
-                             languages=transcript.languages, transcribe_model=transcript.model,
-                             recorded_at=recorded_at(path))
-    return transcript
+                            translations=tuple(number(translations)))
+    return transcript, report.timings
 
 
-def _diarize(audio, options: DiarizeOptions) -> tuple[list | None, dict]:
+def _timed(items: Iterable, report: IngestReport, stage: str) -> Iterator:
+    """The items of an iterator, with the time spent producing them added to `stage`."""
+    it = iter(items)
+    while True:
+        t = time.perf_counter()
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        finally:
+            report.add_time(stage, time.perf_counter() - t)
+        yield item
+
+
+def _finish_diarizing(diarizer: Diarizer, path: Path) -> tuple[list | None, dict]:
     """Turns found by voice, or None, and what happened (kept in the transcript's model record).
 
     Every segment gets a label, one voice included (so it can be renamed and filtered on); passages
@@ -176,9 +283,9 @@ def _diarize(audio, options: DiarizeOptions) -> tuple[list | None, dict]:
     failure leaves the transcript unlabelled and says why in the ingest line, rather than throwing
     the transcription away."""
     try:
-        turns = diarize(audio, options)
+        turns = diarizer.finish()
     except DiarizationError as e:
-        log.warning("%s: no speakers: %s", audio.path.name, e)
+        log.warning("%s: no speakers: %s", path.name, e)
         return None, {"error": str(e)}
     n = len({x.speaker for x in turns})
     method = "pipeline/diarize.py: by channel for a two-channel call, else resemblyzer GE2E + agglomerative"

@@ -1,11 +1,15 @@
 """Stage 2: speech to timestamped segments and words.
 
-Voice activity finds the speech; neighbouring speech regions are packed into windows of up to 30 s and
-each window is decoded with its own detected language, because Whisper picks one language from the
-first 30 s it sees (a file that opens in Mandarin would otherwise be decoded as Chinese throughout).
+Voice activity finds the speech; neighbouring speech regions are packed into windows of up to 30 s,
+and each window is decoded in the language detected for its regions, because Whisper picks one
+language from the first 30 s it sees (a file that opens in Mandarin would otherwise be decoded as
+Chinese throughout, and real meetings switch language between utterances).
 Times are window offsets in samples plus Whisper's times within the window: no drift on long files.
 Segments that look like Whisper's known failures (repetition loops, speech invented over silence)
 are kept in the transcript but flagged, and flagged segments are never indexed.
+
+Long files arrive as pieces cut inside silence (`vad.pieces` over `audio.stream`), so memory does not
+grow with length; `transcribe_piece` takes one piece, `transcribe_and_translate` a whole `Audio`.
 """
 
 from __future__ import annotations
@@ -13,20 +17,39 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, Audio
+from .audio import SAMPLE_RATE, Audio, Block
 from .config import TranscribeOptions
 from .errors import ConfigError
 from .records import Segment, Word
-from .vad import Region, pack_windows, speech_regions
+from .vad import Region, pack_windows, pieces
 
 log = logging.getLogger(__name__)
 
+# Regions shorter than this take their neighbour's language: detection on a word or two is noise.
+MIN_DETECT_SECONDS = 1.0
+# A region switches language only when Whisper is at least this sure of it.
+MIN_LANGUAGE_PROB = 0.6
+# Language detection reads a region padded to this many seconds, not to Whisper's 30: the encoder
+# then costs a third, and on the 59 regions of ../shared/data/real it decided the same language
+# (confident or not) as 30 s padding did on all 59; with no padding at all it misread 5 (es as pt).
+DETECT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One window to decode: its samples, its language, and whether to translate it too."""
+
+    samples: np.ndarray
+    language: str
+    translate: bool
+
+
 class OpenAIWhisper:
-    """The reference backend: openai-whisper on the packaged (converted) weights."""
+    """The reference backend: openai-whisper on the packaged (converted) weights, one window at a time."""
 
     package = "openai-whisper"  # whose version is recorded with each transcript
 
@@ -38,36 +61,52 @@ class OpenAIWhisper:
         torch.set_num_threads(options.threads)
         self.model = load_whisper(options.model)
 
-    def language(self, samples: np.ndarray) -> tuple[str, float]:
-        """The most likely language of a piece of speech (up to 30 s), with its probability."""
+    def detect(self, chunks: list[np.ndarray]) -> list[tuple[str, float]]:
+        """The most likely language of each piece of speech (up to 30 s), with its probability."""
         import whisper
 
-        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(samples), self.model.dims.n_mels)
-        _, probs = self.model.detect_language(mel)
-        lang = max(probs, key=probs.get)
-        return lang, float(probs[lang])
+        out = []
+        for samples in chunks:
+            mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(samples), self.model.dims.n_mels)
+            _, probs = self.model.detect_language(mel)
+            lang = max(probs, key=probs.get)
+            out.append((lang, float(probs[lang])))
+        return out
 
-    def decode(self, samples: np.ndarray, language: str, opts: TranscribeOptions,
-               task: str = "transcribe") -> list[dict]:
-        """Whisper-style segment dicts with times relative to the start of `samples`."""
-        result = self.model.transcribe(
-            samples, language=language, task=task, fp16=False,
-            beam_size=opts.beam_size, best_of=None if opts.beam_size else 5,
-            temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
-            condition_on_previous_text=False, word_timestamps=True,
+    def decode(self, jobs: list[Job], opts: TranscribeOptions) -> list[tuple[list[dict], list[dict]]]:
+        """(transcription, English translation or []) of each job as Whisper-style segment dicts,
+        with times relative to the start of its samples."""
+        return [(self._run(job, "transcribe", opts), self._run(job, "translate", opts) if job.translate else [])
+                for job in jobs]
+
+    def _run(self, job: Job, task: str, opts: TranscribeOptions) -> list[dict]:
+        return self.model.transcribe(
+            job.samples, language=job.language, task=task, fp16=False,
+            beam_size=opts.beam_size, best_of=None if opts.beam_size else 5, temperature=TEMPERATURES,
+            condition_on_previous_text=False, word_timestamps=task == "transcribe",
             no_speech_threshold=opts.no_speech_threshold, logprob_threshold=opts.logprob_threshold,
-            compression_ratio_threshold=opts.compression_ratio_threshold, verbose=None)
-        return result["segments"]
+            compression_ratio_threshold=opts.compression_ratio_threshold, verbose=None)["segments"]
+
+
+# Whisper's temperature fallback: a decoding that fails its checks is retried hotter.
+TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 class FasterWhisper:
     """The fast backend: CTranslate2 (faster-whisper), int8 on CPU, on the packaged weights as they ship.
 
-    Same decoding settings and the same segment dicts as OpenAIWhisper, so nothing downstream can
-    tell the two apart; voice activity is ours (vad.py), not faster-whisper's, for the same reason.
+    Windows are encoded and decoded in batches (the decoder is memory-bound on a CPU, so several
+    sequences cost little more than one), and each window's encoder output serves its transcription,
+    its translation and its word alignment. faster-whisper's BatchedInferencePipeline would encode
+    a window again for each task and decodes every window of a call in one language, hence this
+    loop over the same model calls (pinned faster-whisper version: it uses two of its helpers). A
+    window whose greedy decoding fails Whisper's checks (a loop, a very unlikely text) is decoded again
+    with the temperature fallback, as openai-whisper would. Same settings and the same segment dicts
+    as OpenAIWhisper, so nothing downstream can tell the two apart.
     """
 
     package = "faster-whisper"
+    batch = 8  # windows per encoder/decoder call
 
     def __init__(self, options: TranscribeOptions):
         from faster_whisper import WhisperModel
@@ -77,25 +116,103 @@ class FasterWhisper:
         self.model = WhisperModel(str(whisper_ct2_dir(options.model)), device="cpu", compute_type="int8",
                                   cpu_threads=options.threads, local_files_only=True)
 
-    def language(self, samples: np.ndarray) -> tuple[str, float]:
-        """The most likely language of a piece of speech (up to 30 s), with its probability."""
-        lang, prob, _ = self.model.detect_language(samples)
-        return lang, float(prob)
+    def _encode(self, chunks: list[np.ndarray], seconds: float):
+        from faster_whisper.audio import pad_or_trim
 
-    def decode(self, samples: np.ndarray, language: str, opts: TranscribeOptions,
-               task: str = "transcribe") -> list[dict]:
-        """Whisper-style segment dicts with times relative to the start of `samples`."""
+        frames = int(seconds * SAMPLE_RATE) // self.model.feature_extractor.hop_length
+        features = [self.model.feature_extractor(c)[..., :-1] for c in chunks]
+        size = min(3000, max(frames, max(f.shape[-1] for f in features)))
+        return self.model.encode(np.stack([pad_or_trim(f, size) for f in features]))
+
+    def detect(self, chunks: list[np.ndarray]) -> list[tuple[str, float]]:
+        """The most likely language of each piece of speech (up to 30 s), with its probability."""
+        out = []
+        for chunk in chunks:  # one at a time: a batch is padded to its longest member
+            (token, p), *_ = self.model.model.detect_language(self._encode([chunk], DETECT_SECONDS))[0]
+            out.append((token[2:-2], float(p)))
+        return out
+
+    def decode(self, jobs: list[Job], opts: TranscribeOptions) -> list[tuple[list[dict], list[dict]]]:
+        """(transcription, English translation or []) of each job as Whisper-style segment dicts,
+        with times relative to the start of its samples."""
+        out: list[tuple[list[dict], list[dict]]] = [([], []) for _ in jobs]
+        by_language: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            by_language.setdefault(job.language, []).append(i)
+        for language, members in by_language.items():
+            for first in range(0, len(members), self.batch):
+                batch = [jobs[i] for i in members[first:first + self.batch]]
+                encoded = self._encode([j.samples for j in batch], 30.0)
+                spoken = self._generate(batch, encoded, language, "transcribe", opts)
+                foreign = [k for k, j in enumerate(batch) if j.translate]
+                english = self._generate([batch[k] for k in foreign], _rows(encoded, foreign),
+                                         language, "translate", opts) if foreign else []
+                english_of = dict(zip(foreign, english))
+                for k, i in enumerate(members[first:first + self.batch]):
+                    out[i] = (spoken[k], english_of.get(k, []))
+        return out
+
+    def _generate(self, jobs: list[Job], encoded, language: str, task: str,
+                  opts: TranscribeOptions) -> list[list[dict]]:
+        """Greedy (or beam) decoding of jobs sharing a language and a task, with word times when
+        transcribing; a job whose decoding fails Whisper's checks goes through `_fallback`."""
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+        model = self.model
+        tokenizer = Tokenizer(model.hf_tokenizer, True, task=task, language=language)
+        results = model.model.generate(
+            encoded, [model.get_prompt(tokenizer, [])] * len(jobs), beam_size=opts.beam_size or 1,
+            max_length=model.max_length, return_scores=True, return_no_speech_prob=True,
+            suppress_blank=True, suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            max_initial_timestamp_index=int(round(1.0 / model.time_precision)))
+        decoded: list[list[dict] | None] = []
+        for job, result in zip(jobs, results):
+            tokens = result.sequences_ids[0]
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+            ratio = get_compression_ratio(tokenizer.decode(tokens).strip())
+            silent = result.no_speech_prob > opts.no_speech_threshold and avg_logprob < opts.logprob_threshold
+            if not silent and (ratio > opts.compression_ratio_threshold or avg_logprob < opts.logprob_threshold):
+                decoded.append(None)
+                continue
+            parts, _, _ = model._split_segments_by_timestamps(
+                tokenizer=tokenizer, tokens=tokens, time_offset=0.0, segment_size=_frames(job),
+                segment_duration=len(job.samples) / SAMPLE_RATE, seek=0)
+            decoded.append([{**p, "text": tokenizer.decode(p["tokens"]), "avg_logprob": avg_logprob,
+                             "no_speech_prob": result.no_speech_prob,
+                             "compression_ratio": get_compression_ratio(tokenizer.decode(p["tokens"]))}
+                            for p in parts])
+        good = [k for k, d in enumerate(decoded) if d]
+        if task == "transcribe" and good:
+            model.add_word_timestamps([decoded[k] for k in good], tokenizer, _rows(encoded, good),
+                                      [_frames(jobs[k]) for k in good], "\"'“¿([{-",
+                                      "\"'.。,，!！?？:：”)]}、", 0.0)
+        return [d if d is not None else self._fallback(job, task, opts) for job, d in zip(jobs, decoded)]
+
+    def _fallback(self, job: Job, task: str, opts: TranscribeOptions) -> list[dict]:
+        """faster-whisper's own sequential decoding with the temperature fallback, for one window."""
         segments, _ = self.model.transcribe(
-            samples, language=language, task=task, beam_size=opts.beam_size or 1, best_of=5,
-            temperature=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0), condition_on_previous_text=False,
-            word_timestamps=True, vad_filter=False, no_speech_threshold=opts.no_speech_threshold,
-            log_prob_threshold=opts.logprob_threshold,
+            job.samples, language=job.language, task=task, beam_size=opts.beam_size or 1, best_of=5,
+            temperature=TEMPERATURES, condition_on_previous_text=False,
+            word_timestamps=task == "transcribe", vad_filter=False,
+            no_speech_threshold=opts.no_speech_threshold, log_prob_threshold=opts.logprob_threshold,
             compression_ratio_threshold=opts.compression_ratio_threshold)
         return [{"start": s.start, "end": s.end, "text": s.text, "avg_logprob": s.avg_logprob,
                  "no_speech_prob": s.no_speech_prob, "compression_ratio": s.compression_ratio,
                  "words": [{"start": w.start, "end": w.end, "word": w.word, "probability": w.probability}
                            for w in (s.words or ())]}
                 for s in segments]
+
+
+def _frames(job: Job) -> int:
+    return len(job.samples) // 160  # mel frames (10 ms) of the window's audio
+
+
+def _rows(encoded, rows: list[int]):
+    """The given batch rows of a CTranslate2 encoder output, as a new batch."""
+    import ctranslate2
+
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[rows]))
 
 
 # Backends by explicit name; each is built once per process and options.
@@ -105,11 +222,6 @@ BACKENDS: dict[str, type] = {
 }
 
 _backends: dict[tuple, object] = {}
-
-# Regions shorter than this take their neighbour's language: detection on a word or two is noise.
-MIN_DETECT_SECONDS = 1.0
-# A region switches language only when Whisper is at least this sure of it.
-MIN_LANGUAGE_PROB = 0.6
 
 
 def backend(options: TranscribeOptions):
@@ -129,26 +241,40 @@ def transcribe(audio: Audio, options: TranscribeOptions) -> list[Segment]:
 
 
 def transcribe_and_translate(audio: Audio, options: TranscribeOptions) -> tuple[list[Segment], list[Segment]]:
-    """Segments in the language spoken, and English renderings of the non-English windows.
+    """Segments in the language spoken, and English renderings of the non-English speech.
 
     The English rendering (Whisper's task="translate") is what lets an English question find a
     Spanish recording; it lies on the same timeline, so a citation still points at the spoken words.
     """
-    engine = backend(options)
-    regions = speech_regions(audio.samples)
-    languages = region_languages(engine, audio.samples, regions, options.language)
     segments: list[Segment] = []
     translations: list[Segment] = []
-    for window, language in pack_windows(regions, languages, options.max_window):
-        samples = audio.samples[window.start:window.end]
-        for seg in _segments(engine.decode(samples, language, options), window, language, options):
-            segments.append(replace(seg, id=len(segments)))
-        if options.translate and language != "en":
-            raw = engine.decode(samples, language, options, task="translate")
-            for seg in _segments(raw, window, "en", options):
-                translations.append(replace(seg, id=len(translations)))
-    log.info("%s: %d regions, %d segments (%d translated), languages %s", audio.path.name, len(regions),
-             len(segments), len(translations), sorted(set(languages)))
+    for piece, regions in pieces([Block(0, audio.samples)]):
+        spoken, english = transcribe_piece(piece, regions, options)
+        segments += spoken
+        translations += english
+    return number(segments), number(translations)
+
+
+def number(segments: list[Segment]) -> list[Segment]:
+    """The segments with ids 0, 1, 2, ... in order."""
+    return [replace(s, id=i) for i, s in enumerate(segments)]
+
+
+def transcribe_piece(piece: Block, regions: list[Region],
+                     options: TranscribeOptions) -> tuple[list[Segment], list[Segment]]:
+    """Segments (ids unset) and English renderings of one piece's speech regions, on the file's timeline."""
+    engine = backend(options)
+    languages = region_languages(engine, piece.samples, regions, options.language)
+    windows = pack_windows(regions, languages, options.max_window)
+    jobs = [Job(piece.samples[w.start:w.end], lang, options.translate and lang != "en") for w, lang in windows]
+    segments: list[Segment] = []
+    translations: list[Segment] = []
+    for (window, lang), (spoken, english) in zip(windows, engine.decode(jobs, options)):
+        segments += _segments(spoken, window, piece.start, lang, options)
+        translations += _segments(english, window, piece.start, "en", options)
+    log.debug("piece at %.1f s: %d regions, %d windows, %d segments (%d translated), languages %s",
+              piece.start / SAMPLE_RATE, len(regions), len(windows), len(segments), len(translations),
+              sorted(set(languages)))
     return segments, translations
 
 
@@ -161,8 +287,10 @@ def region_languages(engine, samples: np.ndarray, regions: list[Region], forced:
     """
     if forced:
         return [forced] * len(regions)
-    detected = [engine.language(samples[r.start:r.end]) if r.seconds >= MIN_DETECT_SECONDS else (None, 0.0)
-                for r in regions]
+    long = [i for i, r in enumerate(regions) if r.seconds >= MIN_DETECT_SECONDS]
+    detected: list[tuple[str | None, float]] = [(None, 0.0)] * len(regions)
+    for i, found in zip(long, engine.detect([samples[regions[i].start:regions[i].end] for i in long])):
+        detected[i] = found
     confident = [lang if lang and p >= MIN_LANGUAGE_PROB else None for lang, p in detected]
     if not any(confident):  # nothing confident: trust the single most probable detection
         best = max(detected, key=lambda d: d[1], default=(None, 0.0))[0]
@@ -176,8 +304,9 @@ def region_languages(engine, samples: np.ndarray, regions: list[Region], forced:
     return out
 
 
-def _segments(raw: list[dict], window: Region, language: str, options: TranscribeOptions) -> Iterator[Segment]:
-    offset, limit = window.start / SAMPLE_RATE, window.end / SAMPLE_RATE
+def _segments(raw: list[dict], window: Region, start: int, language: str,
+              options: TranscribeOptions) -> Iterator[Segment]:
+    offset, limit = (start + window.start) / SAMPLE_RATE, (start + window.end) / SAMPLE_RATE
     for r in raw:
         text = r["text"].strip()
         if not text:

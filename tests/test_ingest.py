@@ -63,7 +63,7 @@ def test_interrupted_ingest_resumes_without_retranscribing(run_cli, clips_dir, m
 
     # On resume, transcription must not run again: only indexing is left to do.
     monkeypatch.setattr(ingest_mod, "index_transcript", real_index)
-    monkeypatch.setattr(ingest_mod, "transcribe_and_translate", lambda *a, **k: pytest.fail("re-transcribed"))
+    monkeypatch.setattr(ingest_mod, "transcribe_piece", lambda *a, **k: pytest.fail("re-transcribed"))
     code, out, _ = run_cli("-q", "ingest", clips_dir / "jfk-inaugural-1961-excerpt.flac")
     assert code == 0 and "1 ingested" in out
     assert _status(run_cli)["recordings"][0]["status"] == "indexed"
@@ -83,3 +83,16 @@ def test_transcript_command_prints_timestamped_lines(run_cli):
 def test_unknown_recording_is_a_one_line_error(run_cli):
     code, _, err = run_cli("transcript", "nothing-like-this.wav")
     assert code == 2 and err.count("\n") == 1 and "not in the library" in err
+
+
+def test_two_jobs_transcribe_in_worker_processes_with_the_same_result(run_cli, clips_dir, tmp_path, monkeypatch):
+    code, out, _ = run_cli("-q", "ingest", "--jobs", "2", clips_dir)
+    assert code == 0 and "2 ingested, 0 skipped, 0 failed" in out
+    parallel = _status(run_cli)
+    # The same files ingested one at a time in this process give the same library.
+    monkeypatch.setenv("EARMARK_LIBRARY", str(tmp_path / "serial"))
+    code, out, _ = run_cli("-q", "ingest", clips_dir)
+    assert code == 0 and "2 ingested" in out
+    serial = _status(run_cli)
+    assert [(r["file"], r["passages"], r["duration"]) for r in parallel["recordings"]] == \
+        [(r["file"], r["passages"], r["duration"]) for r in serial["recordings"]]

@@ -64,7 +64,7 @@ def test_speakers_given_later_relabel_without_retranscribing(run_cli, tmp_path, 
     assert {s["speaker"] for s in json.loads(out)["segments"]} == {"SPEAKER_1", "SPEAKER_2"}  # found by voice
     from pipeline import ingest as ingest_mod
 
-    monkeypatch.setattr(ingest_mod, "transcribe_and_translate", lambda *a, **k: pytest.fail("re-transcribed"))
+    monkeypatch.setattr(ingest_mod, "transcribe_piece", lambda *a, **k: pytest.fail("re-transcribed"))
     code, out, _ = run_cli("-q", "ingest", call, "--speakers", real("pyannote-sample-phonecall-2spk.rttm"))
     assert code == 0 and "1 ingested" in out
     code, out, _ = run_cli("transcript", "call.wav", "--json")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from earmark_eval import metrics
-from earmark_eval.timing import Progress, timed_ingest
+from earmark_eval.timing import Progress, ingest_in_child
 
 DRIFT_WINDOW = 30.0  # a phrase's first words are looked for within this many seconds of their true start
 DRIFT_WORDS = 3  # how many of the phrase's first words must match in a row (falls back to one)
@@ -90,16 +90,20 @@ def measure_archive(minutes: float, audio_dir: Path, out: Path, embedder, progre
     except ValueError as e:  # e.g. no English clip known to open it with: this folder cannot make one
         return {"minutes": minutes, "skipped": str(e)}
     progress(f"archive {minutes:g} min: ingest {wav.name}")
-    lib = Library(folder / f"library-{minutes:g}min", embedder.name)
-    run = timed_ingest(lib, embedder, [wav], progress)  # the wav alone: never its .json manifest
+    library = folder / f"library-{minutes:g}min"
+    # In a process of its own, so that its peak memory is this archive's alone; the wav alone, never
+    # its .json manifest.
+    run = ingest_in_child(library, [wav], embedder.name, progress)
     result = run["files"][0]
     if result["status"] == "failed":
         return {"minutes": minutes, "skipped": f"ingest failed: {result['message']}"}
+    lib = Library(library, embedder.name)
     transcript = lib.transcript(result["sha256"])
     indexed = _words(transcript, indexed_only=True)
     lib.close()
     return {"minutes": minutes, "wav": str(wav), "duration": manifest["duration"], "seed": ARCHIVE_SEED,
             "clips": len(manifest["clips"]), "reused": result["status"] == "skipped",
-            "speed": {k: v for k, v in run.items() if k != "files"},
+            "speed": {k: v for k, v in run.items() if k not in ("files", "peak_rss_mb", "rss_mb")},
+            "peak_rss_mb": run["peak_rss_mb"],
             "drift": drift(indexed, manifest), "gaps": gap_words(indexed, manifest["gaps"]),
             "gaps_all_words": gap_words(_words(transcript, indexed_only=False), manifest["gaps"])}

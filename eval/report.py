@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from earmark_eval.diarization import markdown as _md_diarization
+from earmark_eval.plots import write_plots
 
-PLOTS = {"latency": "latency.png", "drift": "drift.png", "wer": "wer.png"}
 
 RETRIEVAL_DEFS = """\
 Over the answerable questions, with the top 10 hits of `search` in each mode. A hit *matches* when it is in
@@ -56,7 +56,9 @@ separated by 2–40 s gaps of silence, white or pink noise, each ingested alone 
 **Timestamp error**: for each known phrase (manifest), its first three words (else its first word) are looked
 up, after folding, in the indexed words' timestamps within ±30 s of the true start; error = |found start -
 true start| (the true start is the voice onset of the first word). **Words in gaps**: indexed words (words of
-segments with no flag) whose midpoint lies in a gap, per minute of gap; "all words" counts flagged segments too."""
+segments with no flag) whose midpoint lies in a gap, per minute of gap; "all words" counts flagged segments too.
+**Peak RSS**: the peak resident memory (getrusage) of the process that ingested the archive, a process of
+its own per archive, with Whisper, the voice encoder and the embedder loaded."""
 
 
 # ---------------------------------------------------------------- formatting
@@ -106,6 +108,9 @@ def headline(report: dict) -> list[tuple[str, str]]:
                      f"{fmt(en.get('wer'))} / {fmt(pooled.get('all', {}).get('cer'))}"))
     s = report["speed"]
     rows.append(("ingest realtime factor (x realtime)", fmt(s["ingest"]["rtf"], 1)))
+    if s.get("ingest_parallel"):
+        rows.append((f"folder ingest RTF, 1 process / --jobs {s['ingest_parallel']['jobs']}",
+                     f"{fmt(s['ingest']['rtf'], 1)} / {fmt(s['ingest_parallel']['rtf'], 1)}"))
     if s["baseline"]:
         rows.append(("baseline openai-whisper RTF / ratio earmark:baseline",
                      f"{fmt(s['baseline']['rtf'], 1)} / {fmt(s['rtf_ratio'], 2)}"))
@@ -125,130 +130,18 @@ def headline(report: dict) -> list[tuple[str, str]]:
                      f"{fmt(d['mean_first_10min'], 2)} / {fmt(d['mean_last_10min'], 2)}"))
         rows.append((f"{arch['minutes']:g}-min archive: indexed words per minute of gap",
                      fmt(arch["gaps"]["all"]["per_minute"], 2)))
+    done = [a for a in report["archives"] if "drift" in a]
+    if done:
+        names = ", ".join(f"{a['minutes']:g}" for a in done)
+        rows.append((f"archives of {names} min: ingest RTF",
+                     " / ".join(fmt(a["speed"]["rtf"], 1) if not a["reused"] else "–" for a in done)))
+        rows.append((f"archives of {names} min: ingest peak RSS (MiB)",
+                     " / ".join(fmt(a.get("peak_rss_mb"), 0) for a in done)))
     return rows
 
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000
-
-
-# ---------------------------------------------------------------- plots
-
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError as e:
-        raise RuntimeError("plots need matplotlib: pip install 'earmark[eval]'") from e
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_latency(report: dict, path: Path) -> None:
-    """Box plots with every call as a dot: search per mode (ms) and ask (s), side by side."""
-    plt = _pyplot()
-    secs = report["speed"]["latency_seconds"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4), gridspec_kw={"width_ratios": [max(1, len(secs["search"])), 1]})
-    groups = [("search", left, list(secs["search"].items()), 1000, "ms"), ("ask", right, [("ask", secs["ask"])], 1, "s")]
-    rng = np.random.default_rng(0)
-    for title, ax, data, scale, unit in groups:
-        values = [np.asarray(v) * scale for _, v in data]
-        ax.boxplot(values, showfliers=False)
-        ax.set_xticks(range(1, len(data) + 1), [name for name, _ in data])
-        for i, v in enumerate(values, start=1):
-            ax.scatter(i + rng.uniform(-0.12, 0.12, len(v)), v, s=10, alpha=0.5, color="tab:blue")
-        ax.set_title(f"{title} latency per call ({unit})")
-        ax.set_ylabel(unit)
-        ax.set_ylim(bottom=0)
-        ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _bin_means(rows: list[dict], width: float, duration: float) -> tuple[list[float], list[float]]:
-    """Mean error per ``width``-minute bin of position, as step-plot edges and values."""
-    edges = list(np.arange(0, duration / 60 + 1e-9, width)) + [duration / 60]
-    edges = sorted(set(edges))
-    means = []
-    for lo, hi in zip(edges, edges[1:]):
-        errs = [r["error"] for r in rows if r["error"] is not None and lo <= r["true_start"] / 60 < hi]
-        means.append(float(np.mean(errs)) if errs else np.nan)
-    return edges, means
-
-
-def plot_drift(report: dict, path: Path) -> None:
-    """Per archive, the timestamp error of each known phrase against its position, with the mean per
-    bin of position as a step line; phrases not found are marked along the top."""
-    plt = _pyplot()
-    done = sorted((a for a in report["archives"] if "drift" in a), key=lambda a: a["minutes"])
-    errors = [r["error"] for a in done for r in a["drift"]["rows"] if r["error"] is not None]
-    top = max(errors + [1.0]) * 1.15
-    fig, axes = plt.subplots(len(done), 1, figsize=(9, 2.6 * len(done) + 0.6), squeeze=False)
-    for ax, arch in zip(axes[:, 0], done):
-        rows, minutes = arch["drift"]["rows"], arch["minutes"]
-        found = [r for r in rows if r["error"] is not None]
-        missed = [r for r in rows if r["error"] is None]
-        ax.scatter([r["true_start"] / 60 for r in found], [r["error"] for r in found], s=16, alpha=0.6,
-                   label=f"phrase ({len(found)}/{len(rows)} found)")
-        width = 10 if minutes >= 30 else 2
-        edges, means = _bin_means(rows, width, arch["duration"])
-        ax.stairs(means, edges, color="tab:red", linewidth=1.5, label=f"mean per {width} min")
-        if missed:
-            ax.scatter([r["true_start"] / 60 for r in missed], [top] * len(missed), marker="x", color="black",
-                       s=25, label="not found")
-        ax.set_xlim(0, arch["duration"] / 60)
-        ax.set_ylim(0, top * 1.08)
-        ax.set_title(f"{minutes:g}-min archive", fontsize=10)
-        ax.set_ylabel("error (s)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper right")
-    axes[-1, 0].set_xlabel("true position of the phrase in the archive (minutes)")
-    fig.suptitle("Timestamp error of known phrases: |found start - true start|", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_wer(report: dict, path: Path) -> None:
-    """Pooled WER per language: earmark beside the openai-whisper baseline."""
-    plt = _pyplot()
-    t = report["transcription"]
-    langs = [k for k in sorted(t["pooled"]) if k != "all" and t["pooled"][k]["wer"] is not None]
-    base = t["baseline_pooled"] or {}
-    x = np.arange(len(langs))
-    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(langs) + 2), 3.8))
-    width = 0.38 if base else 0.6
-    bars = ax.bar(x - (width / 2 if base else 0), [t["pooled"][k]["wer"] for k in langs], width, label="earmark")
-    ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    if base:
-        bars = ax.bar(x + width / 2, [(base.get(k) or {}).get("wer") or 0 for k in langs], width,
-                      label="openai-whisper transcribe (baseline)")
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    ax.set_xticks(x, [f"{k}\n({t['pooled'][k]['files']} files)" for k in langs], fontsize=8)
-    ax.set_ylabel("WER (characters for zh, ja)")
-    ax.set_title("Word error rate per language (pooled)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_plots(report: dict, out: Path) -> dict[str, str]:
-    """Draw the plots the run has data for; returns {name: file name}."""
-    drawn = {}
-    if report["speed"]["latency_seconds"]["ask"] or any(report["speed"]["latency_seconds"]["search"].values()):
-        plot_latency(report, out / PLOTS["latency"])
-        drawn["latency"] = PLOTS["latency"]
-    if any("drift" in a for a in report["archives"]):
-        plot_drift(report, out / PLOTS["drift"])
-        drawn["drift"] = PLOTS["drift"]
-    if any(k != "all" for k in report["transcription"]["pooled"]):
-        plot_wer(report, out / PLOTS["wer"])
-        drawn["wer"] = PLOTS["wer"]
-    return drawn
 
 
 # ---------------------------------------------------------------- Markdown
@@ -342,6 +235,12 @@ def _md_speed(r: dict, plots: dict) -> str:
                      f"**earmark ingest RTF / baseline RTF = {fmt(s['rtf_ratio'], 2)}**.")
     else:
         lines.append("\nBaseline not run (`--no-baseline`).")
+    if s.get("ingest_parallel"):
+        p = s["ingest_parallel"]
+        lines.append(f"\nThe same folder ingested into a fresh library with `--jobs {p['jobs']}` ({p['jobs']} worker "
+                     f"processes, the threads split between them, the parent embedding and storing): "
+                     f"{p['wall']:.1f} s, RTF {fmt(p['rtf'], 1)}, against {ing['wall']:.1f} s, RTF "
+                     f"{fmt(ing['rtf'], 1)} in one process.")
     lat = s["latency"]
     rows = [[f"search ({m})", l["n"], _ms(l["p50"]), _ms(l["p95"]), _ms(l["mean"]), _ms(l["max"])]
             for m, l in lat["search"].items()]
@@ -366,9 +265,10 @@ def _md_archives(r: dict, plots: dict) -> str:
         d, g = a["drift"], a["gaps"]["all"]
         rows.append([f"{a['minutes']:g} min", a["clips"], f"{d['found']}/{d['n']}", d["mean"], d["mean_first_10min"],
                      d["mean_last_10min"], d["p95"], d["max"], g["gap_minutes"], g["words"], g["per_minute"],
-                     a["gaps_all_words"]["all"]["per_minute"], a["speed"]["rtf"] if not a["reused"] else None])
+                     a["gaps_all_words"]["all"]["per_minute"], a["speed"]["rtf"] if not a["reused"] else None,
+                     a.get("peak_rss_mb")])
     header = ["archive", "clips", "phrases found", "mean err (s)", "first 10 min", "last 10 min", "p95", "max",
-              "gap min", "words in gaps", "per gap min", "per gap min (all words)", "ingest RTF"]
+              "gap min", "words in gaps", "per gap min", "per gap min (all words)", "ingest RTF", "peak RSS (MiB)"]
     parts = [f"## Long archives: timestamp drift and words in gaps\n\n{ARCHIVE_DEFS}\n", table(header, rows)]
     parts += skipped
     kinds = [[f"{a['minutes']:g} min", kind, v["gaps"], v["gap_minutes"], v["words"], v["per_minute"]]
@@ -380,6 +280,8 @@ def _md_archives(r: dict, plots: dict) -> str:
         parts.append("\n(An archive already in its library was reused: its ingest RTF is not measured.)")
     if "drift" in plots:
         parts.append(f"\n![timestamp error by position]({plots['drift']})")
+    if "memory" in plots:
+        parts.append(f"\n![memory against file length]({plots['memory']})")
     return "\n".join(parts)
 
 

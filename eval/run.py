@@ -139,6 +139,19 @@ def ingest_corpus(files: Sequence[Path], out: Path, library_dir: Path | None, em
                  "wall": run["wall"], "speed": speed}
 
 
+def folder_jobs(files: Sequence[Path], embedder, progress: Progress, jobs: int = 2) -> dict:
+    """The folder ingested again into a fresh library with ``jobs`` worker processes (ingest --jobs),
+    to set beside the one-process run: on two cores, do two processes of one thread beat one of two?"""
+    from pipeline.store import Library
+
+    progress(f"folder ingest with --jobs {jobs}")
+    with tempfile.TemporaryDirectory(prefix="earmark-eval-jobs-") as tmp:
+        lib = Library(Path(tmp), embedder.name)
+        run = timed_ingest(lib, embedder, files, progress, jobs=jobs)
+        lib.close()
+    return {"jobs": jobs, **{k: v for k, v in run.items() if k != "files"}}
+
+
 def run_baseline(files: Sequence[dict], model_name: str, progress: Progress) -> dict:
     """openai-whisper's own ``model.transcribe`` (greedy, its defaults) on the same files, timed."""
     from pipeline.models import load_whisper
@@ -351,7 +364,7 @@ def _audio_files(audio_dir: Path, out_dir: Path) -> list[Path]:
 
 def run_eval(audio_dir: str | Path, questions_path: str | Path, out_dir: str | Path,
              library_dir: str | Path | None = None, set_name: str | None = None,
-             long_minutes: Sequence[float] = (10, 60), baseline: bool = True,
+             long_minutes: Sequence[float] = (10, 60, 180), baseline: bool = True,
              embed_model: str | None = None, progress: Progress | None = None) -> dict:
     """Measure earmark on a folder and its question set; write report.json, report.md and plots into
     ``out_dir`` and return the report."""
@@ -371,6 +384,7 @@ def run_eval(audio_dir: str | Path, questions_path: str | Path, out_dir: str | P
     memory = {}
     lib, ingest_info = ingest_corpus(files, out_dir, Path(library_dir) if library_dir else None, embedder, say)
     memory["after_ingest"] = memory_snapshot()
+    parallel = folder_jobs(files, embedder, say)
     done = [f for f in ingest_info["files"] if f["status"] != "failed"]
     searches = run_searches(lib, embedder, questions, say)
     asks = run_asks(lib, embedder, questions, say)
@@ -390,7 +404,7 @@ def run_eval(audio_dir: str | Path, questions_path: str | Path, out_dir: str | P
         "config": config, "ingest": ingest_info,
         "retrieval": retrieval, "answers": answers,
         "transcription": transcription_metrics(rows, base),
-        "speed": {"ingest": ingest_info["speed"],
+        "speed": {"ingest": ingest_info["speed"], "ingest_parallel": parallel,
                   "baseline": {k: v for k, v in base.items() if k != "files"} if base else None,
                   "baseline_files": [{k: v for k, v in r.items() if k != "text"} for r in base["files"]] if base else [],
                   "rtf_ratio": ours_rtf / base_rtf if ours_rtf and base_rtf else None,

@@ -104,6 +104,20 @@ def test_transcription_speed_and_memory_are_measured(eval_run):
     assert speed["baseline"] is None and speed["rtf_ratio"] is None and report["archives"] == []
     assert all(s["n"] == 3 for s in speed["latency"]["search"].values()) and speed["latency"]["ask"]["n"] == 3
     assert report["memory"]["after_ingest"]["peak_rss_mb"] > 100
+    parallel = speed["ingest_parallel"]  # the folder again, with two worker processes
+    assert parallel["jobs"] == 2 and parallel["counts"] == {"ingested": 2}
+    assert parallel["audio_seconds"] == pytest.approx(speed["ingest"]["audio_seconds"], abs=0.01)
+
+
+def test_an_ingest_in_a_child_process_reports_its_own_peak_memory(tmp_path):
+    """How eval measures memory against file length: each archive's ingest in a process of its own."""
+    from earmark_eval.timing import ingest_in_child
+
+    lines = []
+    run = ingest_in_child(tmp_path / "lib", [SAMPLES / JFK], "all-MiniLM-L6-v2", lines.append)
+    assert run["counts"] == {"ingested": 1} and run["audio_seconds"] == pytest.approx(11.0, abs=0.1)
+    assert 200 < run["peak_rss_mb"] < 2500  # Whisper, the voice encoder and the embedder, loaded
+    assert any("ingested" in line and JFK in line for line in lines)
 
 
 # ---------------------------------------------------------------- tiny inputs, no models

@@ -200,14 +200,14 @@ def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, spans: list["
     sim_answer, sim_question = vecs[2:] @ vecs[0], vecs[2:] @ vecs[1]
     overlap = np.array([verify.novel_support(question, answer, s.evidence) for s in spans])
     about = np.array([verify.question_overlap(question, s.evidence) for s in spans])
-    best = int(np.argmax(sim_answer + overlap + about))
-    evidence = spans[best].evidence
-    if not verify.supports(question, answer, evidence) or \
-            not verify.about_question(question, evidence, float(sim_question[best])):
-        log.info("answer %r not supported by %s @ %.1f", answer, hit.file, spans[best].start)
-        return None
-    in_time = sorted(spans, key=lambda x: x.start)
-    return _citation(library, n, hit, _widen(in_time, in_time.index(spans[best]), question, answer))
+    for best in np.argsort(-(sim_answer + overlap + about)):  # the likeliest sentence first
+        evidence = spans[best].evidence
+        if verify.supports(question, answer, evidence) and \
+                verify.about_question(question, evidence, float(sim_question[best])):
+            in_time = sorted(spans, key=lambda x: x.start)
+            return _citation(library, n, hit, _widen(in_time, in_time.index(spans[best]), question, answer))
+    log.info("answer %r not supported by %s @ %.1f-%.1f", answer, hit.file, hit.start, hit.end)
+    return None
 
 
 def _citation(library: Library, n: int, hit: Hit, chosen: list["Span"]) -> Citation:

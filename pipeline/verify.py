@@ -16,9 +16,15 @@ from .text import words
 
 # Share of an answer's new words that must occur in its cited span.
 MIN_NOVEL_SUPPORT = 0.6
-# Share of the question's content stems the cited span must share, unless its meaning is this close.
+# Share of the question's content stems the cited span must share, unless its meaning is this close,
+# or it shares some stems and is fairly close: "what did he really mourn?" against "it was not so much
+# the loss of the cotton itself, but the hopes" shares one stem in five at similarity 0.49, where an
+# unrelated sentence a model copied ("the blind man counted his old coins" for "who heard a beep?")
+# shares none at 0.18.
 MIN_QUESTION_OVERLAP = 0.3
 MIN_QUESTION_SIMILARITY = 0.5
+SOME_QUESTION_OVERLAP = 0.15
+FAIR_QUESTION_SIMILARITY = 0.3
 # A sentence is quoted as the answer on its own only if it holds this share of the question's stems.
 MIN_QUOTE_OVERLAP = 0.75
 
@@ -73,8 +79,10 @@ def question_overlap(question: str, span: str) -> float:
 
 
 def about_question(question: str, span: str, similarity: float) -> bool:
-    """Whether a span is about what was asked (shares its words, or is close in meaning)."""
-    return question_overlap(question, span) >= MIN_QUESTION_OVERLAP or similarity >= MIN_QUESTION_SIMILARITY
+    """Whether a span is about what was asked (shares its words, or is close in meaning, or both a little)."""
+    overlap = question_overlap(question, span)
+    return overlap >= MIN_QUESTION_OVERLAP or similarity >= MIN_QUESTION_SIMILARITY or \
+        (overlap >= SOME_QUESTION_OVERLAP and similarity >= FAIR_QUESTION_SIMILARITY)
 
 
 # Phrases that address a language model rather than a listener: the usual shapes of prompt injection.

@@ -117,6 +117,10 @@ def test_a_cited_sentence_must_be_about_the_question():
     assert not about_question("What tore down the barn?", "The blind man counted his old coins.", 0.1)
     assert about_question("What tore down the barn?", "A severe storm tore down the barn.", 0.1)
     assert about_question("What colour are the sands described as?", "the sand is white", 0.2)  # stems
+    # One stem in five and a fair similarity: about it; one stem and a weak similarity: not.
+    mourn = "Beyond the material loss, what did he really mourn?"
+    assert about_question(mourn, "It was not so much the loss of the cotton itself, but the hopes", 0.49)
+    assert not about_question(mourn, "The loss was in the cellar.", 0.2)
 
 
 def test_novel_support_ignores_words_the_question_already_has():

@@ -19,8 +19,8 @@ from pipeline import models
 from pipeline.errors import EarmarkError, ModelIntegrityError, ModelNotFound
 
 JFK = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "jfk-inaugural-1961-excerpt.flac"
-GGUF_SIZE = 491_400_064
-GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+GGUF_SIZE = 1_117_320_768  # the default answerer, Qwen2.5-Coder-1.5B-Instruct Q4_K_M
+GGUF_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 
 
 @pytest.fixture(scope="session")

@@ -139,9 +139,10 @@ def ingest_corpus(files: Sequence[Path], out: Path, library_dir: Path | None, em
                  "wall": run["wall"], "speed": speed}
 
 
-def folder_jobs(files: Sequence[Path], embedder, progress: Progress, jobs: int = 2) -> dict:
+def folder_jobs(files: Sequence[Path], embedder, progress: Progress, jobs: int = 1) -> dict:
     """The folder ingested again into a fresh library with ``jobs`` worker processes (ingest --jobs),
-    to set beside the one-process run: on two cores, do two processes of one thread beat one of two?"""
+    to set beside the default run (one worker per core for a folder): on two cores, do two processes
+    of one thread beat one of two?"""
     from pipeline.store import Library
 
     progress(f"folder ingest with --jobs {jobs}")

@@ -90,7 +90,8 @@ def cli(ctx: click.Context, library: Path | None, embed_model: str, quiet: bool,
 @click.option("--max-speakers", type=click.IntRange(min=1), default=None, help="At most this many speakers.")
 @click.option("--no-diarize", is_flag=True, help="Do not find speakers by voice (env EARMARK_DIARIZE=0).")
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="Files transcribed at once, one process each (env EARMARK_INGEST_JOBS; default 1).")
+              help="Files transcribed at once, one process each (env EARMARK_INGEST_JOBS; default: one per "
+                   "core when a folder has several files to transcribe, else 1).")
 @click.pass_obj
 def ingest(obj: Ctx, paths: tuple[Path, ...], whisper_model: str, language: str | None, beam_size: int | None,
            speakers: Path | None, num_speakers: int | None, min_speakers: int, max_speakers: int | None,

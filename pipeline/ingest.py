@@ -39,8 +39,9 @@ class IngestOptions:
     diarize: bool = os.environ.get("EARMARK_DIARIZE", "1") not in ("0", "false", "no")
     diarization: DiarizeOptions = DiarizeOptions()  # speaker-count bounds (--num/--min/--max-speakers)
     # Files transcribed at once, each in its own process with threads/jobs threads (--jobs); the
-    # parent embeds and stores meanwhile. eval's folder-ingest table says which count is faster here.
-    jobs: int = int(os.environ.get("EARMARK_INGEST_JOBS", "1"))
+    # parent embeds and stores meanwhile. None: one per core when several files need transcribing
+    # (see _Transcriber; eval's folder-ingest line measures it).
+    jobs: int | None = int(os.environ["EARMARK_INGEST_JOBS"]) if os.environ.get("EARMARK_INGEST_JOBS") else None
 
 
 @dataclass
@@ -88,14 +89,16 @@ def ingest(library: Library, embedder: Embedder, paths: Iterable[str | Path],
     if options.speakers and len(files) > 1:
         raise EarmarkError("--speakers gives the turns of one recording; for several, put NAME.rttm "
                            "(or NAME.stm) beside each NAME.wav instead")
-    with _Transcriber(options) as transcriber:
-        for path in files:
-            transcriber.prefetch(library, path)
+    transcriber = _Transcriber(options)
+    try:
+        transcriber.start(library, files)
         for path in files:
             result = _ingest_one(library, embedder, path, options, report, transcriber)
             report.results.append(result)
             if on_file:
                 on_file(result)
+    finally:
+        transcriber.close()
     return report
 
 
@@ -159,12 +162,13 @@ def _labels(transcript: Transcript) -> list:
 
 
 class _Transcriber:
-    """Transcribes files here, or (jobs > 1) ahead of need in worker processes.
+    """Transcribes files here, or ahead of need in worker processes when several files need it.
 
-    Two processes of one thread each can beat one process of two threads on a small model (the
-    threads of one decoder wait on each other); the parent meanwhile embeds and stores what is done,
-    which also overlaps those stages with transcription. Workers are spawned, not forked, because
-    the parent may already hold torch and CTranslate2 thread pools.
+    On two cores two processes of one thread each ingested the real recordings at 12.2x realtime
+    against 9.3x for one process of two threads (the threads of one decoder wait on each other, and
+    the parent embeds and stores meanwhile), so a folder gets one worker per core by default; a single
+    file keeps every thread in one process. Workers are spawned, not forked, because the parent may
+    already hold torch and CTranslate2 thread pools.
     """
 
     def __init__(self, options: IngestOptions):
@@ -172,33 +176,35 @@ class _Transcriber:
         self.pool = None
         self.pending: dict[Path, object] = {}
 
-    def __enter__(self) -> _Transcriber:
-        if self.options.jobs > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            threads = max(1, self.options.transcribe.threads // self.options.jobs)
-            self.options = replace(self.options, transcribe=replace(self.options.transcribe, threads=threads))
-            self.pool = ProcessPoolExecutor(self.options.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_worker_start, initargs=(threads,))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
-
-    def prefetch(self, library: Library, path: Path) -> None:
-        """Start transcribing `path` in a worker if it needs it (nothing without workers)."""
-        if self.pool is None or not path.is_file():
+    def start(self, library: Library, files: list[Path]) -> None:
+        """Start transcribing, in workers, the files that need it, if there is more than one."""
+        todo = [(path, *job) for path in files if (job := self._job(library, path))]
+        jobs = self.options.jobs or min(len(todo), os.cpu_count() or 1, self.options.transcribe.threads)
+        if jobs < 2 or len(todo) < 2:
             return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        threads = max(1, self.options.transcribe.threads // jobs)
+        options = replace(self.options, transcribe=replace(self.options.transcribe, threads=threads))
+        self.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_worker_start, initargs=(threads,))
+        for path, sha, turns in todo:
+            self.pending[path] = self.pool.submit(transcribe_file, path, sha, options, turns)
+
+    def _job(self, library: Library, path: Path) -> tuple[str, list | None] | None:
+        """(hash, speaker turns) of a file that needs transcribing, else None (ingest_file says why)."""
         try:
             sha = audio_mod.sha256_file(path)
             turns_file = self.options.speakers or speakers.sidecar(path)
             turns = speakers.read_turns(turns_file) if turns_file else None
         except (OSError, EarmarkError):
-            return  # ingest_file reports it
-        if not (library.recording(sha) and library.transcript_path(sha).exists()):
-            self.pending[path] = self.pool.submit(transcribe_file, path, sha, self.options, turns)
+            return None
+        return None if library.recording(sha) and library.transcript_path(sha).exists() else (sha, turns)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
     def transcript(self, path: Path, sha: str, turns: list | None, report: IngestReport) -> Transcript:
         future = self.pending.pop(path, None)

@@ -172,7 +172,11 @@ class FasterWhisper:
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
             ratio = get_compression_ratio(tokenizer.decode(tokens).strip())
             silent = result.no_speech_prob > opts.no_speech_threshold and avg_logprob < opts.logprob_threshold
-            if not silent and (ratio > opts.compression_ratio_threshold or avg_logprob < opts.logprob_threshold):
+            # A transcription that fails Whisper's checks is decoded again hotter, as Whisper does. A
+            # translation is not: it is only an index for English questions, a sure loop in it is
+            # flagged and never indexed (flag_of), and the retries cost more than all the rest.
+            failed = ratio > opts.compression_ratio_threshold or avg_logprob < opts.logprob_threshold
+            if task == "transcribe" and failed and not silent:
                 decoded.append(None)
                 continue
             parts, _, _ = model._split_segments_by_timestamps(

@@ -91,7 +91,7 @@ def test_two_jobs_transcribe_in_worker_processes_with_the_same_result(run_cli, c
     parallel = _status(run_cli)
     # The same files ingested one at a time in this process give the same library.
     monkeypatch.setenv("EARMARK_LIBRARY", str(tmp_path / "serial"))
-    code, out, _ = run_cli("-q", "ingest", clips_dir)
+    code, out, _ = run_cli("-q", "ingest", "--jobs", "1", clips_dir)
     assert code == 0 and "2 ingested" in out
     serial = _status(run_cli)
     assert [(r["file"], r["passages"], r["duration"]) for r in parallel["recordings"]] == \

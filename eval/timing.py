@@ -19,10 +19,19 @@ Progress = Callable[[str], None]  # a progress line sink
 
 
 def memory_snapshot() -> dict:
-    """Peak RSS of this process so far (getrusage) and its current RSS (psutil), in MiB."""
+    """Peak RSS of this process so far and its current RSS (psutil), in MiB.
+
+    The peak is the kernel's high-water mark of this process image (/proc/self/status VmHWM) where
+    there is one: getrusage's ru_maxrss carries over, through exec, the size of the parent at fork,
+    so a child started by a 3 GB eval process would report 3 GB whatever it used."""
     import psutil  # the eval extra
 
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    try:
+        status = Path("/proc/self/status").read_text()
+        peak_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+    except (OSError, StopIteration, ValueError):
+        pass
     return {"peak_rss_mb": round(peak_kib / 1024, 1),
             "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)}
 

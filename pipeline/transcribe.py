@@ -167,7 +167,8 @@ class FasterWhisper:
             suppress_blank=True, suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
             max_initial_timestamp_index=int(round(1.0 / model.time_precision)))
         decoded: list[list[dict] | None] = []
-        for job, result in zip(jobs, results):
+        rests: dict[int, int] = {}  # job -> first sample Whisper left unfinished
+        for k, (job, result) in enumerate(zip(jobs, results)):
             tokens = result.sequences_ids[0]
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
             ratio = get_compression_ratio(tokenizer.decode(tokens).strip())
@@ -179,9 +180,11 @@ class FasterWhisper:
             if task == "transcribe" and failed and not silent:
                 decoded.append(None)
                 continue
-            parts, _, _ = model._split_segments_by_timestamps(
+            parts, seek, _ = model._split_segments_by_timestamps(
                 tokenizer=tokenizer, tokens=tokens, time_offset=0.0, segment_size=_frames(job),
                 segment_duration=len(job.samples) / SAMPLE_RATE, seek=0)
+            if 0 < seek < _frames(job) - MIN_REST_FRAMES:
+                rests[k] = seek * model.feature_extractor.hop_length
             decoded.append([{**p, "text": tokenizer.decode(p["tokens"]), "avg_logprob": avg_logprob,
                              "no_speech_prob": result.no_speech_prob,
                              "compression_ratio": get_compression_ratio(tokenizer.decode(p["tokens"]))}
@@ -191,7 +194,13 @@ class FasterWhisper:
             model.add_word_timestamps([decoded[k] for k in good], tokenizer, _rows(encoded, good),
                                       [_frames(jobs[k]) for k in good], "\"'“¿([{-",
                                       "\"'.。,，!！?？:：”)]}、", 0.0)
-        return [d if d is not None else self._fallback(job, task, opts) for job, d in zip(jobs, decoded)]
+        done = [d if d is not None else self._fallback(job, task, opts) for job, d in zip(jobs, decoded)]
+        if rests:  # Whisper stopped before the window's end: go on from its last timestamp, as it would
+            tails = [replace(jobs[k], samples=jobs[k].samples[start:]) for k, start in rests.items()]
+            more = self._generate(tails, self._encode([t.samples for t in tails], 30.0), language, task, opts)
+            for (k, start), segments in zip(rests.items(), more):
+                done[k] = done[k] + [_shifted(seg, start / SAMPLE_RATE) for seg in segments]
+        return done
 
     def _fallback(self, job: Job, task: str, opts: TranscribeOptions) -> list[dict]:
         """faster-whisper's own sequential decoding with the temperature fallback, for one window."""
@@ -206,6 +215,17 @@ class FasterWhisper:
                  "words": [{"start": w.start, "end": w.end, "word": w.word, "probability": w.probability}
                            for w in (s.words or ())]}
                 for s in segments]
+
+
+# A window Whisper leaves unfinished with at least this much audio (mel frames) to go is decoded on
+# from its last timestamp; what sequential decoding does by seeking, a single batched pass would drop.
+MIN_REST_FRAMES = 50
+
+
+def _shifted(segment: dict, seconds: float) -> dict:
+    """A segment dict (and its words) moved `seconds` later."""
+    words = [{**w, "start": w["start"] + seconds, "end": w["end"] + seconds} for w in segment.get("words") or ()]
+    return {**segment, "start": segment["start"] + seconds, "end": segment["end"] + seconds, "words": words}
 
 
 def _frames(job: Job) -> int:

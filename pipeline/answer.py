@@ -97,21 +97,52 @@ MIN_SENTENCE_WORDS = 3
 def focus(library: Library, embedder: Embedder, question: str, hit: Hit) -> tuple[Hit, list["Span"]]:
     """The hit cut down to its sentences most relevant to the question, most relevant first.
 
-    Small models lean on what they read first, so relevance, not time, orders the sentences.
+    Small models lean on what they read first, so relevance, not time, orders the sentences. Each
+    sentence carries its neighbours and, in a non-English recording, the same moment in the other
+    rendering (the English translation of spoken words, or the spoken words of a translation): a model
+    may answer in English from the words spoken, and the check must be able to see that.
     """
     transcript = library.transcript(hit.file_hash)
-    pool = transcript.translations if hit.translated else transcript.segments
-    spans = sentences([s for s in pool if s.flag is None and s.end > hit.start and s.start < hit.end])
+    pool, other = ((transcript.translations, transcript.segments) if hit.translated
+                   else (transcript.segments, transcript.translations))
+    every = sentences([s for s in pool if s.flag is None and s.end > hit.start and s.start < hit.end])
+    other = [s for s in other if s.flag is None]
+    every = [replace(s, context=" ".join(x.evidence for x in every[max(0, k - 1):k + 2] if x is not s),
+                     **_parallel(s, other)) for k, s in enumerate(every)]
     # Fragments ("Hello.", "So I") answer nothing but distract a small model; keep them only if alone.
-    spans = [s for s in spans if len(s.text.split()) >= MIN_SENTENCE_WORDS] or spans
+    spans = [s for s in every if len(s.text.split()) >= MIN_SENTENCE_WORDS] or every
     if len(spans) > FOCUS_SENTENCES:
         vecs = embedder.embed([question] + [s.text for s in spans])
         score = vecs[1:] @ vecs[0] + np.array([verify.question_overlap(question, s.evidence) for s in spans])
         spans = [spans[i] for i in np.argsort(-score)[:FOCUS_SENTENCES]]
     if not spans:
         return hit, []
-    text = "\n".join(s.evidence for s in spans)
-    return replace(hit, start=min(s.start for s in spans), end=max(s.end for s in spans), text=text), spans
+    start, end = min(s.start for s in spans), max(s.end for s in spans)
+    return replace(hit, start=start, end=end, text=_shown(transcript, hit, spans, start, end)), spans
+
+
+def _shown(transcript, hit: Hit, spans: list["Span"], start: float, end: float) -> str:
+    """The passage as the model reads it. Foreign speech is shown in the words spoken, then in its
+    machine translation: Whisper's translation garbles facts ("a same halberd" for "Leichenhalle")
+    that the model can read, and copy, from the original."""
+    english = "\n".join(s.evidence for s in (spans if hit.translated else ()))
+    spoken = [s for s in transcript.segments if s.flag is None and s.end > start and s.start < end]
+    if not hit.translated and not any(s.parallel for s in spans):
+        return "\n".join(s.evidence for s in spans)  # English speech
+    if not english:
+        english = " ".join(dict.fromkeys(s.parallel for s in spans if s.parallel))
+    said = "\n".join(f"{s.speaker}: {s.text}" if s.speaker else s.text for s in spoken) or \
+        "\n".join(s.evidence for s in spans)
+    return f"{said}\n(machine translation: {english})"
+
+
+def _parallel(span: "Span", other: list[Segment]) -> dict:
+    """The other rendering's segments that overlap a sentence: their text and their time range."""
+    overlapping = [s for s in other if s.end > span.start and s.start < span.end]
+    if not overlapping:
+        return {}
+    return {"parallel": " ".join(s.text for s in overlapping),
+            "parallel_span": (min(s.start for s in overlapping), max(s.end for s in overlapping))}
 
 
 def _injection(hit: Hit) -> bool:
@@ -160,11 +191,19 @@ class Span:
     end: float
     text: str
     speaker: str | None = None
+    context: str = ""  # the sentences either side of it in its passage
+    parallel: str = ""  # the same moment in the other rendering (translation or spoken words)
+    parallel_span: tuple[float, float] | None = None  # the time that other rendering covers
 
     @property
     def evidence(self) -> str:
         """What the span attests: its words, and who said them."""
         return f"{self.speaker}: {self.text}" if self.speaker else self.text
+
+    @property
+    def attests(self) -> str:
+        """What a citation of this sentence vouches for: its words in either rendering."""
+        return f"{self.evidence} {self.parallel}".strip()
 
 
 # "Mr." or "J." ends a word, not a sentence.
@@ -193,27 +232,41 @@ def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, spans: list["
            answer: str) -> Citation | None:
     """The sentence(s) among those shown that carry the answer, or None if none supports it.
 
-    For a translated passage the support is looked for in the English rendering, and the citation
-    quotes the words actually spoken in that span.
+    A sentence supports the answer if it holds the answer's new words, in either rendering, and is
+    about the question on its own or, read with its neighbours, close to it (the answer "cotton" to
+    "what did he lose that brought him grief?" sits in the sentence after "it was the first great
+    sorrow of his life"). A citation quotes the words actually spoken in its span.
     """
-    vecs = embedder.embed([answer, question] + [s.text for s in spans])
-    sim_answer, sim_question = vecs[2:] @ vecs[0], vecs[2:] @ vecs[1]
-    overlap = np.array([verify.novel_support(question, answer, s.evidence) for s in spans])
-    about = np.array([verify.question_overlap(question, s.evidence) for s in spans])
+    texts = [answer, question] + [s.text for s in spans] + [f"{s.context} {s.attests}" for s in spans]
+    vecs = embedder.embed(texts)
+    k = len(spans)
+    sim_answer, sim_question, sim_context = vecs[2:2 + k] @ vecs[0], vecs[2:2 + k] @ vecs[1], vecs[2 + k:] @ vecs[1]
+    overlap = np.array([verify.novel_support(question, answer, s.attests) for s in spans])
+    about = np.array([verify.question_overlap(question, s.attests) for s in spans])
     for best in np.argsort(-(sim_answer + overlap + about)):  # the likeliest sentence first
-        evidence = spans[best].evidence
-        if verify.supports(question, answer, evidence) and \
-                verify.about_question(question, evidence, float(sim_question[best])):
-            in_time = sorted(spans, key=lambda x: x.start)
-            return _citation(library, n, hit, _widen(in_time, in_time.index(spans[best]), question, answer))
+        span = spans[best]
+        if not verify.supports(question, answer, span.attests):
+            continue
+        if not (verify.about_question(question, span.attests, float(sim_question[best])) or
+                verify.about_in_context(question, f"{span.context} {span.attests}", float(sim_context[best]),
+                                        float(sim_question[best]))):
+            continue
+        in_time = sorted(spans, key=lambda x: x.start)
+        chosen = _widen(in_time, in_time.index(span), question, answer)
+        # Attested only in the other rendering: cite the time that rendering covers.
+        also = span.parallel_span if not verify.supports(question, answer, span.evidence) else None
+        return _citation(library, n, hit, chosen, also)
     log.info("answer %r not supported by %s @ %.1f-%.1f", answer, hit.file, hit.start, hit.end)
     return None
 
 
-def _citation(library: Library, n: int, hit: Hit, chosen: list["Span"]) -> Citation:
-    """A citation of consecutive sentences; a translated one quotes the words spoken in its span."""
+def _citation(library: Library, n: int, hit: Hit, chosen: list["Span"],
+              also: tuple[float, float] | None = None) -> Citation:
+    """A citation of consecutive sentences (and of the time ``also`` covers), quoting the words spoken."""
     start, end = chosen[0].start, chosen[-1].end
-    if hit.translated:
+    if also:
+        start, end = min(start, also[0]), max(end, also[1])
+    if hit.translated or also:
         spoken = [s for s in library.transcript(hit.file_hash).segments if s.end > start and s.start < end]
         start, end = min([start] + [s.start for s in spoken]), max([end] + [s.end for s in spoken])
         text = " ".join(s.text for s in spoken)

@@ -3,13 +3,17 @@
 Two questions are asked of every citation: does the span contain what the answer claims (its new
 content words, every number among them, or the speaker it names), and is the span about what was
 asked (it shares the question's word stems, or its meaning is close). Word stems come from the
-Snowball stemmer (maintained, many languages), so "sands" matches "sand".
+Snowball stemmer (maintained, many languages), so "sands" matches "sand" and "recorded" matches
+"record". A name may be spelt differently by the model and by Whisper ("Sternfelds", "Sternfels"):
+a capitalised word of the answer is attested by a near-identical word of the span (rapidfuzz ratio).
 """
 
 from __future__ import annotations
 
 import functools
 import re
+
+from rapidfuzz import fuzz
 
 from .text import STOPWORDS as COMMON_STOPWORDS
 from .text import words
@@ -25,11 +29,23 @@ MIN_QUESTION_OVERLAP = 0.3
 MIN_QUESTION_SIMILARITY = 0.5
 SOME_QUESTION_OVERLAP = 0.15
 FAIR_QUESTION_SIMILARITY = 0.3
+# A sentence about the question only when read with its neighbours must itself be at least this close:
+# "the loss of the cotton itself" (0.28 to "what did he lose that brought him grief?") after "the first
+# great sorrow of his life" is about it; "the blind man counted his old coins" (0.10 to "what tore down
+# the barn?") beside "a severe storm tore down the barn" is not.
+CONTEXT_MIN_SIMILARITY = 0.25
 # A sentence is quoted as the answer on its own only if it holds this share of the question's stems.
 MIN_QUOTE_OVERLAP = 0.75
 
-# Question words that say nothing about what is asked, on top of the common stopwords.
-STOPWORDS = COMMON_STOPWORDS | frozenset("according described mentioned speaker recording".split())
+# Words that say nothing about what is asked or claimed, on top of the common stopwords: question
+# words, and the pronouns and auxiliaries an answer uses to rephrase ("ask what your country can do
+# for you" -> "to stop asking what their country can do for them").
+STOPWORDS = COMMON_STOPWORDS | frozenset(
+    "according described mentioned speaker recording him them me my us its can could will would should "
+    "may must has have had".split())
+# A capitalised answer word of at least this many letters is attested by a span word this similar.
+NAME_MIN_LETTERS = 5
+NAME_MIN_RATIO = 80
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,31 +61,52 @@ def stems(text: str) -> list[str]:
 
 
 def novel_words(question: str, answer: str) -> list[str]:
-    """The answer's content words that its question did not already contain: what it claims."""
-    asked = set(words(question))
-    return [w for w in words(answer) if w not in STOPWORDS and w not in asked]
+    """The answer's content words whose stems its question did not already contain: what it claims."""
+    asked = set(stems(question))
+    content = [w for w in words(answer) if w not in STOPWORDS]
+    return [w for w, stem in zip(content, _stemmer().stemWords(content)) if stem not in asked]
+
+
+def _names(text: str) -> set[str]:
+    """Folded forms of a text's capitalised words long enough to be names."""
+    return {w for token in re.findall(rf"\b[^\W\d_]{{{NAME_MIN_LETTERS},}}", text) if token[0].isupper()
+            for w in words(token)}
+
+
+def _attested(question: str, answer: str, span: str) -> list[tuple[str, bool]]:
+    """Each new word of the answer, and whether the span attests it (same stem, or a name spelt alike)."""
+    new = novel_words(question, answer)
+    have = set(words(span))
+    have_stems = set(_stemmer().stemWords(list(have)))
+    names = _names(answer)
+    out = []
+    for w in new:
+        ok = w in have or _stemmer().stemWord(w) in have_stems or (
+            w in names and any(fuzz.ratio(w, h) >= NAME_MIN_RATIO for h in have if len(h) >= NAME_MIN_LETTERS - 1))
+        out.append((w, ok))
+    return out
 
 
 def novel_support(question: str, answer: str, span: str) -> float:
     """Share of the answer's new words found in the span (0.0 when it adds none)."""
-    new = novel_words(question, answer)
-    have = set(words(span))
-    return sum(w in have for w in new) / len(new) if new else 0.0
+    found = _attested(question, answer, span)
+    return sum(ok for _, ok in found) / len(found) if found else 0.0
 
 
 def supports(question: str, answer: str, span: str) -> bool:
     """Whether a span attests an answer: all its numbers and most of its new words occur there.
 
     An answer that adds nothing to its question ("a gold ring" to "what stone was in the gold ring?")
-    answers nothing and is not supported; similarity never vouches for new facts.
+    answers nothing and is not supported; similarity never vouches for new facts. A number must occur
+    as written.
     """
-    new = novel_words(question, answer)
-    if not new:
+    found = _attested(question, answer, span)
+    if not found:
         return False
     have = set(words(span))
-    if any(w not in have for w in new if any(c.isdigit() for c in w)):
+    if any(w not in have for w, _ in found if any(c.isdigit() for c in w)):
         return False
-    return novel_support(question, answer, span) >= MIN_NOVEL_SUPPORT
+    return sum(ok for _, ok in found) / len(found) >= MIN_NOVEL_SUPPORT
 
 
 def question_overlap(question: str, span: str) -> float:
@@ -83,6 +120,11 @@ def about_question(question: str, span: str, similarity: float) -> bool:
     overlap = question_overlap(question, span)
     return overlap >= MIN_QUESTION_OVERLAP or similarity >= MIN_QUESTION_SIMILARITY or \
         (overlap >= SOME_QUESTION_OVERLAP and similarity >= FAIR_QUESTION_SIMILARITY)
+
+
+def about_in_context(question: str, context: str, context_similarity: float, similarity: float) -> bool:
+    """Whether a sentence is about what was asked when read with its neighbours (``context``)."""
+    return similarity >= CONTEXT_MIN_SIMILARITY and about_question(question, context, context_similarity)
 
 
 # Phrases that address a language model rather than a listener: the usual shapes of prompt injection.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -19,6 +20,8 @@ REAL = Path(os.environ.get("EARMARK_REAL_DATA", ROOT.parent / "shared" / "data" 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["EARMARK_MODELS_DIR"] = tempfile.mkdtemp(prefix="earmark-test-models-")
+# The assembled models are up to 1.4 GB: a test run that left them behind would fill /tmp run by run.
+atexit.register(shutil.rmtree, os.environ["EARMARK_MODELS_DIR"], ignore_errors=True)
 
 
 def real(name: str) -> Path:
@@ -55,6 +58,19 @@ def sample_library(tmp_path_factory, embedder):
     if (REAL / "pyannote-sample-phonecall-2spk.wav").exists():
         files.append(REAL / "pyannote-sample-phonecall-2spk.wav")
     report = ingest(lib, embedder, files)
+    assert not report.failed, report.failed
+    return lib
+
+
+@pytest.fixture(scope="session")
+def spanish_library(tmp_path_factory, embedder):
+    """A library of a Spanish clip (transcribed and translated) beside two English ones; read-only."""
+    from pipeline.ingest import ingest
+    from pipeline.store import Library
+
+    lib = Library(tmp_path_factory.mktemp("spanish-library"), embedder.name)
+    report = ingest(lib, embedder, [real("picovoice-leopard-test-es.wav"), SAMPLES / "jfk-inaugural-1961-excerpt.flac",
+                                    SAMPLES / "librispeech-1995-1837-0001.wav"])
     assert not report.failed, report.failed
     return lib
 

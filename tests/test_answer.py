@@ -6,12 +6,12 @@ import pytest
 
 from pipeline import prompts
 from pipeline.answer import ask, focus, narrow
-from pipeline.verify import about_question, novel_support, supports
+from pipeline.verify import about_in_context, about_question, novel_support, supports
 from pipeline.config import AnswerOptions
 from pipeline.errors import ConfigError
 from pipeline.llm import chat_model
 from pipeline.records import Hit
-from pipeline.search import search
+from pipeline.search import SearchOptions, search
 
 from .conftest import REAL
 
@@ -124,8 +124,37 @@ def test_a_cited_sentence_must_be_about_the_question():
 
 
 def test_novel_support_ignores_words_the_question_already_has():
-    assert novel_support("What did Kennedy ask?", "Kennedy asked Americans", "my fellow americans") == 0.5
+    # "asked" has the stem of the question's "ask": only "Americans" is claimed.
+    assert novel_support("What did Kennedy ask?", "Kennedy asked Americans", "my fellow americans") == 1.0
+    assert novel_support("What did Kennedy ask?", "Kennedy asked Americans", "my fellow citizens") == 0.0
     assert novel_support("What did Kennedy ask?", "Kennedy", "anything") == 0.0
+
+
+@pytest.mark.parametrize("question,answer,span,ok", [
+    # Regressions found by eval, each a right answer once withheld.
+    ("What did Kennedy urge Americans to stop asking?",  # rephrased pronouns claim nothing
+     "Kennedy urged Americans to stop asking what their country can do for them.",
+     "And so my fellow Americans, ask not what your country can do for you.", True),
+    ("Where were some of his songs first created?", "They were recorded at the radio.",  # same stem
+     "Always at the radio, record some of his songs or better rhythms.", True),
+    ("What is the vagabond's name?", "Smelchor Sternfelds von Fuchsheim",  # a name spelt two ways
+     "namens Melcher Sternfels von Fuchsheim.", True),
+    # Only capitalised words get that leeway, and a number must still occur as written.
+    ("What is the vagabond's name?", "smelchor sternfelds", "namens Melcher Sternfels", False),
+    ("When was the letter dated?", "In 1882", "Valdemoro, 20th of September 1881", False),
+])
+def test_support_allows_rephrasing_but_not_new_claims(question, answer, span, ok):
+    assert supports(question, answer, span) is ok
+
+
+def test_a_sentence_is_about_the_question_with_its_neighbours_only_if_close_itself():
+    grief = "What did he lose that brought him grief for the first time in his life?"
+    assert not about_question(grief, "It was not so much the loss of the cotton itself", 0.28)
+    assert about_in_context(grief, "It was the first great sorrow of his life. It was not so much the loss "
+                            "of the cotton itself", 0.55, 0.28)
+    # A sentence a model copied from beside the right one is not rescued by its neighbour.
+    assert not about_in_context("What tore down the barn?", "A severe storm tore down the barn. The blind "
+                                "man counted his old coins.", 0.63, 0.10)
 
 
 def test_answer_field_streams_as_the_json_is_generated():
@@ -181,3 +210,20 @@ def test_passages_that_address_a_model_are_recognised(text, injected):
     from pipeline.verify import addresses_a_model
 
     assert addresses_a_model(text) is injected
+
+
+def test_an_answer_is_checked_against_both_renderings_of_foreign_speech(spanish_library, embedder):
+    """Spanish speech, its English translation: an answer copied from either is verified, and the
+    citation quotes the Spanish words spoken; an answer neither rendering holds is withheld."""
+    lib = spanish_library
+    question = "How coarse is the grain of the sand?"
+    hits = [h for h in search(lib, embedder, "sand grain", SearchOptions(k=10))
+            if h.file == "picovoice-leopard-test-es.wav"]
+    translated = next(h for h in hits if h.translated)
+    spoken = next(h for h in hits if not h.translated)
+    for hit, answer in ((translated, "de grano medio"), (spoken, "The middle grain.")):
+        hit, spans = focus(lib, embedder, question, hit)
+        c = narrow(lib, embedder, 1, hit, spans, question, answer)
+        assert c is not None, (hit.translated, answer)
+        assert "grano medio" in c.text and c.start < 1.0 and c.end < 5.5  # the first sentence, spoken
+        assert narrow(lib, embedder, 1, hit, spans, question, "The grain is coarse and black.") is None

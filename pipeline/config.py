@@ -80,4 +80,4 @@ class AnswerOptions:
     temperature: float = 0.0
     # A question whose best passage is less similar than this is answered "found nothing"
     # without asking the model (cosine similarity of MiniLM embeddings).
-    min_relevance: float = 0.25
+    min_relevance: float = float(_env("EARMARK_MIN_RELEVANCE", "0.25"))

@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -107,18 +108,24 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit) -> tupl
                    else (transcript.segments, transcript.translations))
     every = sentences([s for s in pool if s.flag is None and s.end > hit.start and s.start < hit.end])
     other = [s for s in other if s.flag is None]
-    every = [replace(s, context=" ".join(x.evidence for x in every[max(0, k - 1):k + 2] if x is not s),
+    # A recording's name says what it is about ("capitan-veneno"), as its neighbours do for a sentence.
+    name = " ".join(w for w in re.split(r"[\W_]+", Path(hit.file).stem) if w)
+    every = [replace(s, context=" ".join([name] + [x.evidence for x in every[max(0, k - 1):k + 2] if x is not s]),
                      **_parallel(s, other)) for k, s in enumerate(every)]
     # Fragments ("Hello.", "So I") answer nothing but distract a small model; keep them only if alone.
     spans = [s for s in every if len(s.text.split()) >= MIN_SENTENCE_WORDS] or every
     if len(spans) > FOCUS_SENTENCES:
-        vecs = embedder.embed([question] + [s.text for s in spans])
-        score = vecs[1:] @ vecs[0] + np.array([verify.question_overlap(question, s.evidence) for s in spans])
+        vecs = embedder.embed([question] + [s.said for s in spans])
+        score = vecs[1:] @ vecs[0] + np.array([verify.question_overlap(question, s.attests) for s in spans])
         spans = [spans[i] for i in np.argsort(-score)[:FOCUS_SENTENCES]]
     if not spans:
         return hit, []
     start, end = min(s.start for s in spans), max(s.end for s in spans)
-    return replace(hit, start=start, end=end, text=_shown(transcript, hit, spans, start, end)), spans
+    shown = _shown(transcript, hit, spans, start, end)
+    if hit.translated or any(s.parallel for s in spans):
+        # Foreign speech is shown in every word spoken in that time: any of its sentences may be cited.
+        spans += [s for s in every if s not in spans and s.end > start and s.start < end]
+    return replace(hit, start=start, end=end, text=shown), spans
 
 
 def _shown(transcript, hit: Hit, spans: list["Span"], start: float, end: float) -> str:
@@ -191,7 +198,7 @@ class Span:
     end: float
     text: str
     speaker: str | None = None
-    context: str = ""  # the sentences either side of it in its passage
+    context: str = ""  # its recording's name and the sentences either side of it
     parallel: str = ""  # the same moment in the other rendering (translation or spoken words)
     parallel_span: tuple[float, float] | None = None  # the time that other rendering covers
 
@@ -199,6 +206,11 @@ class Span:
     def evidence(self) -> str:
         """What the span attests: its words, and who said them."""
         return f"{self.speaker}: {self.text}" if self.speaker else self.text
+
+    @property
+    def said(self) -> str:
+        """Its words in either rendering, without the speaker (what embeddings compare)."""
+        return f"{self.text} {self.parallel}".strip()
 
     @property
     def attests(self) -> str:
@@ -237,7 +249,7 @@ def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, spans: list["
     "what did he lose that brought him grief?" sits in the sentence after "it was the first great
     sorrow of his life"). A citation quotes the words actually spoken in its span.
     """
-    texts = [answer, question] + [s.text for s in spans] + [f"{s.context} {s.attests}" for s in spans]
+    texts = [answer, question] + [s.said for s in spans] + [f"{s.context} {s.said}" for s in spans]
     vecs = embedder.embed(texts)
     k = len(spans)
     sim_answer, sim_question, sim_context = vecs[2:2 + k] @ vecs[0], vecs[2:2 + k] @ vecs[1], vecs[2 + k:] @ vecs[1]

@@ -230,12 +230,74 @@ def embed_windows(samples: np.ndarray, windows: list[tuple[int, int, int]],
 
 
 def _mel(samples: np.ndarray, minute: int = 60 * SAMPLE_RATE) -> np.ndarray:
-    """The encoder's mel frames (10 ms) of a piece, computed a minute at a time: librosa's
-    STFT of an hour in one go would hold ~600 MB."""
-    from resemblyzer.audio import wav_to_mel_spectrogram
-
-    return np.concatenate([wav_to_mel_spectrogram(samples[i:i + minute])[:minute // FRAME]
+    """The encoder's mel frames (10 ms) of a piece, computed a minute at a time: an STFT of an hour
+    in one go would hold ~600 MB."""
+    return np.concatenate([_mel_frames(samples[i:i + minute])[:minute // FRAME]
                            for i in range(0, len(samples), minute)])
+
+
+MEL_FFT = 400  # resemblyzer's mel analysis: 25 ms windows every 10 ms (FRAME), 40 bands
+MEL_BANDS = 40
+_MEM_BLOCK = 2 ** 18  # bytes of frames per FFT call, as librosa.util.MAX_MEM_BLOCK
+
+
+def _mel_frames(y: np.ndarray) -> np.ndarray:
+    """resemblyzer's `wav_to_mel_spectrogram` (power mels, frames x 40) without librosa, to the bit:
+    librosa's STFT (centred, zero-padded, Hann) and Slaney mel filters, step for step and in the same
+    blocks. librosa would compile its numba functions on first use, in the middle of ingesting a
+    file: ~240 MB of resident LLVM state and code that every later piece's peak then sat on top of."""
+    from scipy.signal import get_window
+
+    n_fft, hop, half = MEL_FFT, FRAME, MEL_FFT // 2
+    window = get_window("hann", n_fft, fftbins=True)[:, None]
+    frame = lambda x: np.lib.stride_tricks.as_strided(  # noqa: E731  (n_fft, frames), librosa.util.frame
+        x, shape=(n_fft, 1 + (len(x) - n_fft) // hop), strides=(x.strides[0], hop * x.strides[0]), writeable=False)
+    start_k = int(np.ceil(half / hop))  # frames that reach into the head padding
+    tail_k = (len(y) + half - n_fft) // hop + 1  # the first frame that reaches into the tail padding
+    if tail_k <= start_k:
+        y, start, pre, post = np.pad(y, (half, half)), 0, None, None
+    else:
+        start = start_k * hop - half
+        pre = frame(np.pad(y[:(start_k - 1) * hop - half + n_fft + 1], (half, 0)))[:, :start_k]
+        post = frame(np.pad(y[tail_k * hop - half:], (0, half))) \
+            if tail_k * hop - half + n_fft <= len(y) + half else pre[:, :0]
+    frames = frame(y[start:])
+    extra = 0 if pre is None else pre.shape[1] + post.shape[1]
+    stft = np.zeros((1 + n_fft // 2, frames.shape[1] + extra), dtype=np.complex64, order="F")
+    first = 0
+    if pre is not None:
+        first = pre.shape[1]
+        stft[:, :first] = np.fft.rfft(window * pre, axis=-2)
+        if post.shape[1]:
+            stft[:, -post.shape[1]:] = np.fft.rfft(window * post, axis=-2)
+    columns = max(1, _MEM_BLOCK // (n_fft * frames.itemsize))
+    for a in range(0, frames.shape[1], columns):
+        b = min(a + columns, frames.shape[1])
+        stft[:, a + first:b + first] = np.fft.rfft(window * frames[:, a:b], axis=-2)
+    power = np.abs(stft) ** 2.0
+    return np.einsum("...ft,mf->...mt", power, _mel_basis(), optimize=True).astype(np.float32).T
+
+
+@functools.lru_cache(maxsize=1)
+def _mel_basis() -> np.ndarray:
+    """librosa.filters.mel(sr=16000, n_fft=400, n_mels=40): Slaney mel scale and area norm, float32."""
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+
+    def hz_to_mel(hz: float) -> float:
+        return hz / f_sp if hz < min_log_hz else min_log_mel + np.log(np.asanyarray(hz) / min_log_hz) / logstep
+
+    mels = np.linspace(hz_to_mel(0.0), hz_to_mel(SAMPLE_RATE / 2), MEL_BANDS + 2)
+    mel_f = 0.0 + f_sp * mels
+    log_t = mels >= min_log_mel
+    mel_f[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, np.fft.rfftfreq(n=MEL_FFT, d=1.0 / SAMPLE_RATE))
+    weights = np.zeros((MEL_BANDS, 1 + MEL_FFT // 2), dtype=np.float32)
+    for i in range(MEL_BANDS):
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
+    weights *= (2.0 / (mel_f[2:MEL_BANDS + 2] - mel_f[:MEL_BANDS]))[:, np.newaxis]
+    return weights
 
 
 def _gain(window: np.ndarray, target_dbfs: float = -30.0) -> float:

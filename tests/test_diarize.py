@@ -46,6 +46,32 @@ def test_stereo_call_is_split_by_channel_and_dual_mono_is_not():
     assert load_channels(SAMPLES / "librispeech-1995-1837-0001.wav") is None  # mono: nothing to split
 
 
+def test_mel_frames_are_resemblyzers_to_the_bit_without_librosa_compiling_numba():
+    import subprocess
+    import sys
+    import warnings
+
+    from resemblyzer.audio import wav_to_mel_spectrogram
+
+    from pipeline.diarize import _mel_frames
+
+    speech = load(real("ami-meeting-excerpt-4spk-60s.wav")).samples
+    noise = np.random.default_rng(0).standard_normal(70_000).astype(np.float32) * 0.1
+    # every padding case of librosa's STFT: shorter than a frame, head and tail frames overlapping or
+    # not, a tail frame that does not fit, several FFT blocks, a whole minute
+    for n in (1, 399, 400, 519, 520, 521, 680, 16_001, 52_167, 60 * SAMPLE_RATE):
+        for y in (speech[:n], noise[:n]):
+            with warnings.catch_warnings():  # librosa warns that a frame is longer than a short input
+                warnings.simplefilter("ignore")
+                want = wav_to_mel_spectrogram(y)
+            got = _mel_frames(y)
+            assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want), n
+    # librosa compiles its numba functions on first use: ~240 MB of LLVM in the middle of an ingest
+    code = ("import sys; from pipeline.audio import load; from pipeline.diarize import diarize; "
+            f"diarize(load({str(real('ami-meeting-excerpt-4spk-60s.wav'))!r})); print('numba' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False"]
+
+
 # ---------------------------------------------------------------- fed in pieces, as ingest streams a file
 
 @pytest.mark.parametrize("name", ["ami-meeting-excerpt-4spk-60s.wav", "picovoice-leopard-diarization-3spk.wav"])

@@ -16,6 +16,7 @@ from pathlib import Path
 from earmark_eval.align import find_span, load_alignment
 from earmark_eval.references import EVAL_DIR, REAL_DIR, load_recordings
 from earmark_eval.stitch import PHRASES_JSON
+from pipeline.speakers import read_turns
 
 SET_PATH = EVAL_DIR / "sets" / "real.jsonl"
 PHONE = "pyannote-sample-phonecall-2spk.wav"
@@ -156,30 +157,18 @@ PHRASES = {
 }
 
 
-def read_turns(path: Path) -> list[dict]:
-    """Speaker turns of an ``.stm`` (speaker, start, end, text) or ``.rttm`` (onset, duration) file."""
-    turns = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        f = line.split()
-        if path.suffix == ".stm" and len(f) >= 6:
-            turns.append({"speaker": f[2], "start": float(f[3]), "end": float(f[4]), "text": " ".join(f[5:])})
-        elif path.suffix == ".rttm" and f and f[0] == "SPEAKER":
-            turns.append({"speaker": f[7], "start": float(f[3]), "end": float(f[3]) + float(f[4])})
-    return turns
-
-
 def gold_span(file: str, spec: str, speaker: str | None, real_dir: Path, lang: str) -> dict:
     """Resolve one gold spec ("whole", "stm:<text in turn>", "w:<phrase>") to {file, start, end}."""
     if spec == "whole":
         return {"file": file, "start": 0.0, "end": load_recordings()[file]["duration"]}
     if spec.startswith("stm:"):
         turns = read_turns((real_dir / file).with_suffix(".stm"))
-        turn = next(t for t in turns if spec[4:] in t["text"])
-        return {"file": file, "start": turn["start"], "end": turn["end"]}
+        turn = next(t for t in turns if spec[4:] in t.text)
+        return {"file": file, "start": turn.start, "end": turn.end}
     start, end = find_span(load_alignment(file)["reference_words"], spec[2:], lang)
     rttm = (real_dir / file).with_suffix(".rttm")
     if speaker and rttm.is_file():  # the words must lie in one of that speaker's turns (0.5 s slack)
-        if not any(t["speaker"] == speaker and t["start"] - 0.5 <= start and end <= t["end"] + 0.5
+        if not any(t.speaker == speaker and t.start - 0.5 <= start and end <= t.end + 0.5
                    for t in read_turns(rttm)):
             raise ValueError(f"{spec!r} ({start}-{end}) is not inside a turn of {speaker} in {rttm.name}")
     return {"file": file, "start": start, "end": end}

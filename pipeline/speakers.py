@@ -22,6 +22,7 @@ class Turn:
     start: float
     end: float
     speaker: str
+    text: str = ""  # the words of the turn, where the file gives them (STM)
 
 
 def read_turns(path: Path) -> list[Turn]:
@@ -36,7 +37,7 @@ def read_turns(path: Path) -> list[Turn]:
                 start, dur = float(f[3]), float(f[4])
                 turns.append(Turn(start, start + dur, f[7]))
             else:
-                turns.append(Turn(float(f[3]), float(f[4]), f[2]))
+                turns.append(Turn(float(f[3]), float(f[4]), f[2], " ".join(f[5:])))
         except (IndexError, ValueError) as e:
             raise EarmarkError(f"{Path(path).name} line {n}: not an RTTM or STM speaker turn") from e
     return sorted(turns, key=lambda t: t.start)

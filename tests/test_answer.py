@@ -223,7 +223,19 @@ def test_an_answer_is_checked_against_both_renderings_of_foreign_speech(spanish_
     spoken = next(h for h in hits if not h.translated)
     for hit, answer in ((translated, "de grano medio"), (spoken, "The middle grain.")):
         hit, spans = focus(lib, embedder, question, hit)
+        # The model reads the words spoken first, then the translation, labelled as machine-made.
+        assert hit.text.index("grano medio") < hit.text.index("(machine translation: ") < hit.text.index("grain")
         c = narrow(lib, embedder, 1, hit, spans, question, answer)
         assert c is not None, (hit.translated, answer)
         assert "grano medio" in c.text and c.start < 1.0 and c.end < 5.5  # the first sentence, spoken
         assert narrow(lib, embedder, 1, hit, spans, question, "The grain is coarse and black.") is None
+
+
+def test_a_sentence_about_the_question_only_with_its_neighbour_is_cited(sample_library, embedder):
+    """'the loss of the cotton itself' answers 'what did he lose that brought him grief?' only read after
+    'it was the first great sorrow of his life'; the citation is the cotton sentence itself."""
+    question = "What did he lose that brought him grief for the first time in his life?"
+    hit = next(h for h in search(sample_library, embedder, question) if h.file == "librispeech-1995-1837-0001.wav")
+    hit, spans = focus(sample_library, embedder, question, hit)
+    c = narrow(sample_library, embedder, 1, hit, spans, question, "The cotton")
+    assert c is not None and "cotton" in c.text.lower() and "sorrow" not in c.text.lower()

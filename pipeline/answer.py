@@ -106,8 +106,10 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit) -> tupl
     transcript = library.transcript(hit.file_hash)
     pool, other = ((transcript.translations, transcript.segments) if hit.translated
                    else (transcript.segments, transcript.translations))
-    every = sentences([s for s in pool if s.flag is None and s.end > hit.start and s.start < hit.end])
-    other = [s for s in other if s.flag is None]
+    every = sentences(_during([s for s in pool if s.flag is None], hit.start, hit.end))
+    # Only the other rendering's segments near these sentences: a long recording has thousands.
+    other = _during([s for s in other if s.flag is None], min((s.start for s in every), default=0.0),
+                    max((s.end for s in every), default=0.0))
     # A recording's name says what it is about ("capitan-veneno"), as its neighbours do for a sentence.
     name = " ".join(w for w in re.split(r"[\W_]+", Path(hit.file).stem) if w)
     every = [replace(s, context=" ".join([name] + [x.evidence for x in every[max(0, k - 1):k + 2] if x is not s]),
@@ -124,7 +126,7 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit) -> tupl
     shown = _shown(transcript, hit, spans, start, end)
     if hit.translated or any(s.parallel for s in spans):
         # Foreign speech is shown in every word spoken in that time: any of its sentences may be cited.
-        spans += [s for s in every if s not in spans and s.end > start and s.start < end]
+        spans += [s for s in _during(every, start, end) if s not in spans]
     return replace(hit, start=start, end=end, text=shown), spans
 
 
@@ -132,20 +134,23 @@ def _shown(transcript, hit: Hit, spans: list["Span"], start: float, end: float) 
     """The passage as the model reads it. Foreign speech is shown in the words spoken, then in its
     machine translation: Whisper's translation garbles facts ("a same halberd" for "Leichenhalle")
     that the model can read, and copy, from the original."""
-    english = "\n".join(s.evidence for s in (spans if hit.translated else ()))
-    spoken = [s for s in transcript.segments if s.flag is None and s.end > start and s.start < end]
     if not hit.translated and not any(s.parallel for s in spans):
         return "\n".join(s.evidence for s in spans)  # English speech
-    if not english:
-        english = " ".join(dict.fromkeys(s.parallel for s in spans if s.parallel))
-    said = "\n".join(f"{s.speaker}: {s.text}" if s.speaker else s.text for s in spoken) or \
-        "\n".join(s.evidence for s in spans)
+    english = "\n".join(s.evidence for s in spans) if hit.translated else \
+        " ".join(dict.fromkeys(s.parallel for s in spans if s.parallel))
+    spoken = _during([s for s in transcript.segments if s.flag is None], start, end)
+    said = "\n".join(Span(s.start, s.end, s.text, s.speaker).evidence for s in spoken or spans)
     return f"{said}\n(machine translation: {english})"
+
+
+def _during(segments: list, start: float, end: float) -> list:
+    """The segments (or spans) that overlap the time from start to end."""
+    return [s for s in segments if s.end > start and s.start < end]
 
 
 def _parallel(span: "Span", other: list[Segment]) -> dict:
     """The other rendering's segments that overlap a sentence: their text and their time range."""
-    overlapping = [s for s in other if s.end > span.start and s.start < span.end]
+    overlapping = _during(other, span.start, span.end)
     if not overlapping:
         return {}
     return {"parallel": " ".join(s.text for s in overlapping),
@@ -279,7 +284,7 @@ def _citation(library: Library, n: int, hit: Hit, chosen: list["Span"],
     if also:
         start, end = min(start, also[0]), max(end, also[1])
     if hit.translated or also:
-        spoken = [s for s in library.transcript(hit.file_hash).segments if s.end > start and s.start < end]
+        spoken = _during(library.transcript(hit.file_hash).segments, start, end)
         start, end = min([start] + [s.start for s in spoken]), max([end] + [s.end for s in spoken])
         text = " ".join(s.text for s in spoken)
     else:

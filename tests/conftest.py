@@ -48,29 +48,28 @@ def embedder():
 @pytest.fixture(scope="session")
 def sample_library(tmp_path_factory, embedder):
     """A library built once per session from a few real clips; tests must only read it."""
-    from pipeline.ingest import ingest
-    from pipeline.store import Library
-
-    root = tmp_path_factory.mktemp("sample-library")
-    lib = Library(root, embedder.name)
     files = [SAMPLES / "jfk-inaugural-1961-excerpt.flac", SAMPLES / "librispeech-1995-1837-0001.wav",
              SAMPLES / "librispeech-2412-153948-0000.flac"]
     if (REAL / "pyannote-sample-phonecall-2spk.wav").exists():
         files.append(REAL / "pyannote-sample-phonecall-2spk.wav")
-    report = ingest(lib, embedder, files)
-    assert not report.failed, report.failed
-    return lib
+    return _ingested(tmp_path_factory.mktemp("sample-library"), embedder, files)
 
 
 @pytest.fixture(scope="session")
 def spanish_library(tmp_path_factory, embedder):
     """A library of a Spanish clip (transcribed and translated) beside two English ones; read-only."""
+    return _ingested(tmp_path_factory.mktemp("spanish-library"), embedder,
+                     [real("picovoice-leopard-test-es.wav"), SAMPLES / "jfk-inaugural-1961-excerpt.flac",
+                      SAMPLES / "librispeech-1995-1837-0001.wav"])
+
+
+def _ingested(root: Path, embedder, files: list[Path]):
+    """A library at root with files ingested, none failed."""
     from pipeline.ingest import ingest
     from pipeline.store import Library
 
-    lib = Library(tmp_path_factory.mktemp("spanish-library"), embedder.name)
-    report = ingest(lib, embedder, [real("picovoice-leopard-test-es.wav"), SAMPLES / "jfk-inaugural-1961-excerpt.flac",
-                                    SAMPLES / "librispeech-1995-1837-0001.wav"])
+    lib = Library(root, embedder.name)
+    report = ingest(lib, embedder, files)
     assert not report.failed, report.failed
     return lib
 

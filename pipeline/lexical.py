@@ -31,6 +31,26 @@ def match_expression(query: str) -> str | None:
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(words)) or None
 
 
+def phrase_length(query: list[str], passage: list[str]) -> int:
+    """Content words in the longest run of the query's tokens that the passage holds in the same order.
+
+    A run counts from two tokens with at least one content word (not a stopword, not a lone letter:
+    "world s fresh" counts two, "of the" nothing). BM25 scores words one by one, so this is the evidence of wording it cannot see.
+    """
+    at: dict[str, list[int]] = {}
+    for j, tok in enumerate(passage):
+        at.setdefault(tok, []).append(j)
+    best = 0
+    for i, tok in enumerate(query):
+        for j in at.get(tok, ()):
+            n = 0
+            while i + n < len(query) and j + n < len(passage) and query[i + n] == passage[j + n]:
+                n += 1
+            if n >= 2:
+                best = max(best, sum(len(t) > 1 and t not in STOPWORDS for t in query[i:i + n]))
+    return best
+
+
 def replace_file(db: sqlite3.Connection, file_hash: str, passages: list[Passage]) -> None:
     """Make the lexical index hold exactly these passages for one recording (call inside a transaction)."""
     db.execute("DELETE FROM passages_fts WHERE file_hash = ?", (file_hash,))

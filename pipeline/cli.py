@@ -25,7 +25,8 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 class Ctx:
     """What every command needs: the library directory and the embedder setting."""
 
-    def __init__(self, library: Path, embed_model: str, quiet: bool):
+    def __init__(self, library: Path, embed_model: str | None, quiet: bool):
+        # None: the library's own embedder (the default for a new library)
         self.library_dir, self.embed_model, self.quiet = library, embed_model, quiet
 
     def open(self):
@@ -33,7 +34,7 @@ class Ctx:
         from .store import Library
 
         lib = Library(self.library_dir, self.embed_model)
-        return lib, load_embedder(EmbedOptions(model=self.embed_model))
+        return lib, load_embedder(EmbedOptions(model=lib.embed_model))
 
 
 def filter_options(f):
@@ -61,13 +62,14 @@ def _emit_json(data: dict) -> None:
 @click.group()
 @click.option("--library", type=click.Path(path_type=Path), default=None,
               help="Library directory (env EARMARK_LIBRARY; default: a per-user data dir).")
-@click.option("--embed-model", default=EmbedOptions().model, show_default=True,
-              help="Embedding model (env EARMARK_EMBED_MODEL); must match the one the library was built with.")
+@click.option("--embed-model", envvar="EARMARK_EMBED_MODEL", default=None,
+              help=f"Search embedding model (env EARMARK_EMBED_MODEL). Default: the one the library was built "
+                   f"with; for a new library {EmbedOptions().model}.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @click.version_option(package_name="earmark")
 @click.pass_context
-def cli(ctx: click.Context, library: Path | None, embed_model: str, quiet: bool, verbose: int) -> None:
+def cli(ctx: click.Context, library: Path | None, embed_model: str | None, quiet: bool, verbose: int) -> None:
     """Ask questions of your recordings and get answers that cite the exact second."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

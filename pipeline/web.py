@@ -52,7 +52,7 @@ def bind_allowed(host: str, token: str | None) -> bool:
         return False  # a host name that is not localhost may resolve to anything
 
 
-def serve(library_dir: Path, embed_model: str, host: str, port: int, token: str | None) -> None:
+def serve(library_dir: Path, embed_model: str | None, host: str, port: int, token: str | None) -> None:
     """Run the web app with uvicorn; refuses a non-loopback address without a token."""
     if not bind_allowed(host, token):
         raise ConfigError(f"refusing to serve on {host} without a token: pass --token or set EARMARK_TOKEN "
@@ -67,7 +67,7 @@ def serve(library_dir: Path, embed_model: str, host: str, port: int, token: str 
 class _Worker:
     """One thread that owns a Library and an embedder; `call(fn)` runs fn(library, embedder) there."""
 
-    def __init__(self, library_dir: Path, embed_model: str, name: str):
+    def __init__(self, library_dir: Path, embed_model: str | None, name: str):
         self.library_dir, self.embed_model = Path(library_dir), embed_model
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._opened = None
@@ -77,8 +77,8 @@ class _Worker:
             from .embed import load as load_embedder
             from .store import Library
 
-            self._opened = (Library(self.library_dir, self.embed_model),
-                            load_embedder(EmbedOptions(model=self.embed_model)))
+            lib = Library(self.library_dir, self.embed_model)
+            self._opened = (lib, load_embedder(EmbedOptions(model=lib.embed_model)))
         return self._opened
 
     def submit(self, fn: Callable):
@@ -130,7 +130,7 @@ def _answer_json(lib, answer) -> dict:
     return data
 
 
-def create_app(library_dir: Path, embed_model: str = EmbedOptions().model, token: str | None = None) -> FastAPI:
+def create_app(library_dir: Path, embed_model: str | None = None, token: str | None = None) -> FastAPI:
     """The earmark web app over one library; with a token, every /api request must carry it."""
     app = FastAPI(title="earmark", description="Ask questions of your recordings; answers cite the exact second.",
                   version=_version())

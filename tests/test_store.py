@@ -23,6 +23,19 @@ def test_opening_with_another_embedder_is_an_error(tmp_path):
         Library(tmp_path, "some-other-embedder")
 
 
+def test_a_library_opened_without_an_embedder_keeps_its_own(tmp_path):
+    from pipeline.config import EmbedOptions
+
+    Library(tmp_path / "old", "all-MiniLM-L6-v2").close()
+    lib = Library(tmp_path / "old")
+    assert lib.embed_model == "all-MiniLM-L6-v2"
+    lib.close()
+    new = Library(tmp_path / "new")
+    assert new.embed_model == EmbedOptions().model == "multilingual-e5-small"
+    new.close()
+    assert Library(tmp_path / "new").embed_model == "multilingual-e5-small"
+
+
 def test_catalog_uses_wal(tmp_path):
     lib = Library(tmp_path, "m")
     assert lib.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -61,9 +61,13 @@ def stems(text: str) -> list[str]:
 
 
 def novel_words(question: str, answer: str) -> list[str]:
-    """The answer's content words whose stems its question did not already contain: what it claims."""
+    """The answer's content words whose stems its question did not already contain: what it claims.
+
+    A lone letter claims nothing: it is what tokenising leaves of a possessive or a contraction
+    ("the design people's opinion" -> "people", "s"). A lone digit is a number, and is kept.
+    """
     asked = set(stems(question))
-    content = [w for w in words(answer) if w not in STOPWORDS]
+    content = [w for w in words(answer) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
     return [w for w, stem in zip(content, _stemmer().stemWords(content)) if stem not in asked]
 
 

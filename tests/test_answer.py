@@ -128,6 +128,10 @@ def test_novel_support_ignores_words_the_question_already_has():
     assert novel_support("What did Kennedy ask?", "Kennedy asked Americans", "my fellow americans") == 1.0
     assert novel_support("What did Kennedy ask?", "Kennedy asked Americans", "my fellow citizens") == 0.0
     assert novel_support("What did Kennedy ask?", "Kennedy", "anything") == 0.0
+    # The "s" of a possessive is not a claim the span must hold; a digit is.
+    assert novel_support("Whose opinion did she want?", "The design people's opinion",
+                         "I wonder what our design people think") == 1.0
+    assert novel_support("How many?", "3 people", "three people") == 0.5
 
 
 @pytest.mark.parametrize("question,answer,span,ok", [

@@ -57,7 +57,8 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     # Relevance and support are judged by the support model (MiniLM by default, whose thresholds these
     # are), whatever embedder found the passages.
     judge = load_embedder(EmbedOptions(model=options.support_model))
-    hits = relevant(judge, question, [h for h in hits if not _injection(h)], options.min_relevance)
+    hits = relevant(judge, question, [h for h in hits if not _injection(h)], options.min_relevance,
+                    english=lambda h: _english(library, h))
     if not hits:
         return Answer(question, NOT_FOUND, False)
     focused = [focus(library, judge, question, h) for h in hits]
@@ -171,22 +172,34 @@ def _injection(hit: Hit) -> bool:
     return False
 
 
-def relevant(embedder: Embedder, question: str, hits: list[Hit], floor: float, spread: float = 0.2) -> list[Hit]:
+def relevant(embedder: Embedder, question: str, hits: list[Hit], floor: float, spread: float = 0.2,
+             english: Callable[[Hit], str] = lambda h: "") -> list[Hit]:
     """Hits worth showing the model: similar enough to the question, and near the best one.
 
-    Similarity is the embedder's cosine, whatever search mode ranked the hits. A small model shown a
-    weakly related passage beside the right one borrows words from it, so passages far below the best
-    are left out; if even the best is below the floor, nothing is relevant.
+    Similarity is the embedder's cosine, whatever search mode ranked the hits, taken on the hit's text
+    or on its English rendering (``english``), whichever is closer: the judge reads English, and a
+    multilingual search finds Spanish speech by its Spanish words. A small model shown a weakly
+    related passage beside the right one borrows words from it, so passages far below the best are
+    left out; if even the best is below the floor, nothing is relevant.
     """
     if not hits:
         return []
-    vecs = embedder.embed([question] + [h.text for h in hits])
-    sims = vecs[1:] @ vecs[0]
+    texts = [h.text for h in hits] + [english(h) or h.text for h in hits]
+    vecs = embedder.embed([question] + texts)
+    sims = (vecs[1:] @ vecs[0]).reshape(2, len(hits)).max(axis=0)
     best = float(sims.max())
     if best < floor:
         log.info("best passage %.3f below relevance floor %.2f", best, floor)
         return []
     return [h for h, s in zip(hits, sims) if s >= max(floor, best - spread)]
+
+
+def _english(library: Library, hit: Hit) -> str:
+    """The English rendering of a spoken hit's time (Whisper's translation), or "" if it has none."""
+    if hit.translated:
+        return ""
+    translations = library.transcript(hit.file_hash).translations
+    return " ".join(s.text for s in _during([s for s in translations if s.flag is None], hit.start, hit.end))
 
 
 def _generate(question: str, hits: list[Hit], options: AnswerOptions,

@@ -40,9 +40,19 @@ def _own_library(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def embedder():
+    """The search embedder, as a new library gets it."""
     from pipeline.embed import load
 
     return load()
+
+
+@pytest.fixture(scope="session")
+def judge():
+    """The sentence-similarity model ask judges relevance and support with."""
+    from pipeline.config import AnswerOptions, EmbedOptions
+    from pipeline.embed import load
+
+    return load(EmbedOptions(model=AnswerOptions().support_model))
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pipeline import prompts
-from pipeline.answer import ask, focus, narrow
+from pipeline.answer import _english, ask, focus, narrow, relevant
 from pipeline.verify import about_in_context, about_question, novel_support, supports
 from pipeline.config import AnswerOptions
 from pipeline.errors import ConfigError
@@ -40,12 +40,12 @@ def test_sheila_citation_is_narrowed_to_her_turn(sample_library, embedder):
     assert 13.5 <= c.start and c.end <= 19.0  # her turn is 14.4–17.8 s in the reference
 
 
-def test_an_answer_its_passage_does_not_support_is_withheld(sample_library, embedder):
+def test_an_answer_its_passage_does_not_support_is_withheld(sample_library, embedder, judge):
     hit = search(sample_library, embedder, "Kennedy fellow Americans country")[0]
-    hit, spans = focus(sample_library, embedder, "What did Kennedy ask?", hit)
-    assert narrow(sample_library, embedder, 1, hit, spans, "What did Kennedy say?",
+    hit, spans = focus(sample_library, judge, "What did Kennedy ask?", hit)
+    assert narrow(sample_library, judge, 1, hit, spans, "What did Kennedy say?",
                   "The budget was cut by forty percent.") is None
-    ok = narrow(sample_library, embedder, 1, hit, spans, "What did Kennedy ask?", "Ask what you can do for your country.")
+    ok = narrow(sample_library, judge, 1, hit, spans, "What did Kennedy ask?", "Ask what you can do for your country.")
     assert ok is not None and ok.start >= 5.0  # the second sentence, not the whole passage
 
 
@@ -216,7 +216,7 @@ def test_passages_that_address_a_model_are_recognised(text, injected):
     assert addresses_a_model(text) is injected
 
 
-def test_an_answer_is_checked_against_both_renderings_of_foreign_speech(spanish_library, embedder):
+def test_an_answer_is_checked_against_both_renderings_of_foreign_speech(spanish_library, embedder, judge):
     """Spanish speech, its English translation: an answer copied from either is verified, and the
     citation quotes the Spanish words spoken; an answer neither rendering holds is withheld."""
     lib = spanish_library
@@ -226,20 +226,32 @@ def test_an_answer_is_checked_against_both_renderings_of_foreign_speech(spanish_
     translated = next(h for h in hits if h.translated)
     spoken = next(h for h in hits if not h.translated)
     for hit, answer in ((translated, "de grano medio"), (spoken, "The middle grain.")):
-        hit, spans = focus(lib, embedder, question, hit)
+        hit, spans = focus(lib, judge, question, hit)
         # The model reads the words spoken first, then the translation, labelled as machine-made.
         assert hit.text.index("grano medio") < hit.text.index("(machine translation: ") < hit.text.index("grain")
-        c = narrow(lib, embedder, 1, hit, spans, question, answer)
+        c = narrow(lib, judge, 1, hit, spans, question, answer)
         assert c is not None, (hit.translated, answer)
         assert "grano medio" in c.text and c.start < 1.0 and c.end < 5.5  # the first sentence, spoken
-        assert narrow(lib, embedder, 1, hit, spans, question, "The grain is coarse and black.") is None
+        assert narrow(lib, judge, 1, hit, spans, question, "The grain is coarse and black.") is None
 
 
-def test_a_sentence_about_the_question_only_with_its_neighbour_is_cited(sample_library, embedder):
+def test_spoken_foreign_speech_is_judged_relevant_by_its_english_rendering(spanish_library, embedder, judge):
+    """Multilingual search finds the Spanish words spoken; the English judge reads their translation."""
+    question = "How coarse is the grain of the sand?"
+    spoken = next(h for h in search(spanish_library, embedder, question, SearchOptions(k=10))
+                  if h.file == "picovoice-leopard-test-es.wav" and not h.translated)
+    english = _english(spanish_library, spoken)
+    assert "grain" in english and "grano" not in english
+    floor = AnswerOptions().min_relevance
+    assert relevant(judge, question, [spoken], floor) == []  # Spanish words, read by an English model
+    assert relevant(judge, question, [spoken], floor, english=lambda h: _english(spanish_library, h)) == [spoken]
+
+
+def test_a_sentence_about_the_question_only_with_its_neighbour_is_cited(sample_library, embedder, judge):
     """'the loss of the cotton itself' answers 'what did he lose that brought him grief?' only read after
     'it was the first great sorrow of his life'; the citation is the cotton sentence itself."""
     question = "What did he lose that brought him grief for the first time in his life?"
     hit = next(h for h in search(sample_library, embedder, question) if h.file == "librispeech-1995-1837-0001.wav")
-    hit, spans = focus(sample_library, embedder, question, hit)
-    c = narrow(sample_library, embedder, 1, hit, spans, question, "The cotton")
+    hit, spans = focus(sample_library, judge, question, hit)
+    c = narrow(sample_library, judge, 1, hit, spans, question, "The cotton")
     assert c is not None and "cotton" in c.text.lower() and "sorrow" not in c.text.lower()

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pipeline import prompts
-from pipeline.answer import _english, ask, focus, narrow, relevant
+from pipeline.answer import _english, ask, focus, narrow, one_rendering, relevant
 from pipeline.verify import about_in_context, about_question, novel_support, supports
 from pipeline.config import AnswerOptions
 from pipeline.errors import ConfigError
@@ -245,6 +245,17 @@ def test_spoken_foreign_speech_is_judged_relevant_by_its_english_rendering(spani
     floor = AnswerOptions().min_relevance
     assert relevant(judge, question, [spoken], floor) == []  # Spanish words, read by an English model
     assert relevant(judge, question, [spoken], floor, english=lambda h: _english(spanish_library, h)) == [spoken]
+
+
+def test_a_moment_is_shown_once_whichever_rendering_found_it():
+    def hit(pid, start, end, translated, file_hash="es"):
+        return Hit(passage_id=pid, file_hash=file_hash, file=f"{file_hash}.wav", start=start, end=end, text=pid,
+                   score=0, translated=translated)
+
+    spoken, english = hit("spoken", 0.4, 5.4, False), hit("english", 0.4, 5.0, True)
+    later, other_file = hit("later", 6.0, 9.0, True), hit("other", 0.0, 5.0, False, "en")
+    assert one_rendering([spoken, other_file, english, later]) == [spoken, other_file, later]
+    assert one_rendering([english, spoken]) == [english]
 
 
 def test_a_sentence_about_the_question_only_with_its_neighbour_is_cited(sample_library, embedder, judge):

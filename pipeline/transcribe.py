@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -41,11 +41,13 @@ DETECT_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class Job:
-    """One window to decode: its samples, its language, and whether to translate it too."""
+    """One window to decode: its samples, its language, whether to translate it too, and its encoder
+    output if language detection already computed it (FasterWhisper.detect_windows)."""
 
     samples: np.ndarray
     language: str
     translate: bool
+    encoded: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class OpenAIWhisper:
@@ -72,6 +74,10 @@ class OpenAIWhisper:
             lang = max(probs, key=probs.get)
             out.append((lang, float(probs[lang])))
         return out
+
+    def detect_windows(self, chunks: list[np.ndarray]) -> list[tuple[str, float, None]]:
+        """The language of each whole window (no encoder output is kept: openai-whisper re-encodes)."""
+        return [(lang, p, None) for lang, p in self.detect(chunks)]
 
     def decode(self, jobs: list[Job], opts: TranscribeOptions) -> list[tuple[list[dict], list[dict]]]:
         """(transcription, English translation or []) of each job as Whisper-style segment dicts,
@@ -136,6 +142,27 @@ class FasterWhisper:
             out.append((token[2:-2], float(p)))
         return out
 
+    def detect_windows(self, chunks: list[np.ndarray]) -> list[tuple[str, float, np.ndarray]]:
+        """The language of each whole window, from the 30 s encoding its decoding then reuses."""
+        out = []
+        for first in range(0, len(chunks), self.batch):
+            encoded = self._encode(chunks[first:first + self.batch], 30.0)
+            rows = np.array(encoded)  # a copy that outlives the StorageView
+            for k, ((token, p), *_) in enumerate(self.model.model.detect_language(encoded)):
+                out.append((token[2:-2], float(p), rows[k]))
+        return out
+
+    def _encoded(self, jobs: list[Job]):
+        """The 30 s encoder output of the jobs' windows, computed for those that do not carry it."""
+        import ctranslate2
+
+        missing = [k for k, j in enumerate(jobs) if j.encoded is None]
+        if len(missing) == len(jobs):
+            return self._encode([j.samples for j in jobs], 30.0)
+        fresh = iter(np.array(self._encode([jobs[k].samples for k in missing], 30.0)) if missing else ())
+        rows = [j.encoded if j.encoded is not None else next(fresh) for j in jobs]
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(rows)))
+
     def decode(self, jobs: list[Job], opts: TranscribeOptions) -> list[tuple[list[dict], list[dict]]]:
         """(transcription, English translation or []) of each job as Whisper-style segment dicts,
         with times relative to the start of its samples."""
@@ -146,7 +173,7 @@ class FasterWhisper:
         for language, members in by_language.items():
             for first in range(0, len(members), self.batch):
                 batch = [jobs[i] for i in members[first:first + self.batch]]
-                encoded = self._encode([j.samples for j in batch], 30.0)
+                encoded = self._encoded(batch)
                 spoken = self._generate(batch, encoded, language, "transcribe", opts)
                 foreign = [k for k, j in enumerate(batch) if j.translate]
                 english = self._generate([batch[k] for k in foreign], _rows(encoded, foreign),
@@ -200,7 +227,7 @@ class FasterWhisper:
                                       "\"'.。,，!！?？:：”)]}、", 0.0)
         done = [d if d is not None else self._fallback(job, task, opts) for job, d in zip(jobs, decoded)]
         if rests:  # Whisper stopped before the window's end: go on from its last timestamp, as it would
-            tails = [replace(jobs[k], samples=jobs[k].samples[start:]) for k, start in rests.items()]
+            tails = [replace(jobs[k], samples=jobs[k].samples[start:], encoded=None) for k, start in rests.items()]
             more = self._generate(tails, self._encode([t.samples for t in tails], 30.0), language, task, opts)
             for (k, start), segments in zip(rests.items(), more):
                 done[k] = done[k] + [_shifted(seg, start / SAMPLE_RATE) for seg in segments]
@@ -292,9 +319,21 @@ def transcribe_piece(piece: Block, regions: list[Region],
                      options: TranscribeOptions) -> tuple[list[Segment], list[Segment]]:
     """Segments (ids unset) and English renderings of one piece's speech regions, on the file's timeline."""
     engine = backend(options)
-    languages = region_languages(engine, piece.samples, regions, options.language)
+    # A region no neighbour can share a window with is a window whatever the languages: its language is
+    # detected on the encoding its decoding uses, which saves an encoder pass (a clip of one utterance).
+    alone = [] if options.language else alone_regions(regions, int(options.max_window * SAMPLE_RATE))
+    known: dict[int, tuple[str, float]] = {}
+    encoded: dict[Region, np.ndarray] = {}
+    found = engine.detect_windows([piece.samples[regions[i].start:regions[i].end] for i in alone]) if alone else []
+    for i, (lang, p, enc) in zip(alone, found):
+        if enc is not None:
+            encoded[regions[i]] = enc
+        if regions[i].seconds >= MIN_DETECT_SECONDS:
+            known[i] = (lang, p)
+    languages = region_languages(engine, piece.samples, regions, options.language, known)
     windows = pack_windows(regions, languages, options.max_window)
-    jobs = [Job(piece.samples[w.start:w.end], lang, options.translate and lang != "en") for w, lang in windows]
+    jobs = [Job(piece.samples[w.start:w.end], lang, options.translate and lang != "en", encoded.get(w))
+            for w, lang in windows]
     segments: list[Segment] = []
     translations: list[Segment] = []
     for (window, lang), (spoken, english) in zip(windows, engine.decode(jobs, options)):
@@ -306,18 +345,29 @@ def transcribe_piece(piece: Block, regions: list[Region],
     return segments, translations
 
 
-def region_languages(engine, samples: np.ndarray, regions: list[Region], forced: str | None) -> list[str]:
+def alone_regions(regions: list[Region], limit: int) -> list[int]:
+    """Indexes of the regions that pack_windows leaves alone in a window whatever their languages:
+    neither neighbour fits in one window (``limit`` samples) with them."""
+    last = len(regions) - 1
+    return [i for i, r in enumerate(regions)
+            if (i == 0 or r.end - regions[i - 1].start > limit) and (i == last or regions[i + 1].end - r.start > limit)]
+
+
+def region_languages(engine, samples: np.ndarray, regions: list[Region], forced: str | None,
+                     known: dict[int, tuple[str, float]] | None = None) -> list[str]:
     """One language per speech region (a meeting may switch language between utterances).
 
     Detection on short or messy speech is unreliable (Whisper base calls some English meeting talk
     Welsh), so a region takes the language it is detected as only when the detection is confident;
-    otherwise it takes the nearest confident region's language, earlier regions first.
+    otherwise it takes the nearest confident region's language, earlier regions first. ``known``
+    holds detections already made (region index -> language, probability).
     """
     if forced:
         return [forced] * len(regions)
-    long = [i for i, r in enumerate(regions) if r.seconds >= MIN_DETECT_SECONDS]
-    detected: list[tuple[str | None, float]] = [(None, 0.0)] * len(regions)
-    for i, found in zip(long, engine.detect([samples[regions[i].start:regions[i].end] for i in long])):
+    known = known or {}
+    long = [i for i, r in enumerate(regions) if r.seconds >= MIN_DETECT_SECONDS and i not in known]
+    detected: list[tuple[str | None, float]] = [known.get(i, (None, 0.0)) for i in range(len(regions))]
+    for i, found in zip(long, engine.detect([samples[regions[i].start:regions[i].end] for i in long]) if long else []):
         detected[i] = found
     confident = [lang if lang and p >= MIN_LANGUAGE_PROB else None for lang, p in detected]
     if not any(confident):  # nothing confident: trust the single most probable detection

@@ -9,7 +9,7 @@ import soundfile as sf
 
 from pipeline import audio
 from pipeline.config import TranscribeOptions
-from pipeline.transcribe import flag_of, transcribe, transcribe_piece
+from pipeline.transcribe import alone_regions, flag_of, transcribe, transcribe_piece
 from pipeline.vad import MAX_REGION_SECONDS, pieces
 
 from .conftest import SAMPLES, real
@@ -80,6 +80,37 @@ def test_language_is_detected_per_speech_region(tmp_path):
     assert any(s.language == "zh" for s in segs if s.end <= offset)
     # Times are on the stitched file's timeline: JFK starts right after the gap.
     assert english[0].start == pytest.approx(offset, abs=1.0)
+
+
+def test_alone_regions_are_those_no_neighbour_can_share_a_window_with():
+    from pipeline.vad import Region
+
+    sec = audio.SAMPLE_RATE
+    regions = [Region(0, 5 * sec), Region(40 * sec, 45 * sec), Region(50 * sec, 52 * sec), Region(90 * sec, 99 * sec)]
+    assert alone_regions(regions, 30 * sec) == [0, 3]  # the two in the middle fit in one window
+    assert alone_regions(regions[:1], 30 * sec) == [0]
+    assert alone_regions([], 30 * sec) == []
+
+
+def test_a_lone_utterance_is_encoded_once_for_its_language_and_its_words(tmp_path, monkeypatch):
+    """French, 40 s of silence, German: each utterance is a window of its own, so its language is
+    detected on the encoding its decoding reuses; no region is encoded for detection alone."""
+    from pipeline.transcribe import FasterWhisper
+
+    fr = audio.load(real("picovoice-leopard-test-fr.wav")).samples
+    de = audio.load(real("picovoice-leopard-test-de.wav")).samples
+    path = tmp_path / "fr-then-de.wav"
+    sf.write(path, np.concatenate([fr, np.zeros(audio.SAMPLE_RATE * 40, dtype=np.float32), de]), audio.SAMPLE_RATE)
+    encoded: list[int] = []
+    real_encode = FasterWhisper._encode
+    monkeypatch.setattr(FasterWhisper, "detect", lambda self, chunks: pytest.fail("region encoded to detect it"))
+    monkeypatch.setattr(FasterWhisper, "_encode",
+                        lambda self, chunks, seconds: encoded.append(len(chunks)) or real_encode(self, chunks, seconds))
+    segs = transcribe(audio.load(path), TranscribeOptions(translate=False))
+    split = (len(fr) + 20 * audio.SAMPLE_RATE) / audio.SAMPLE_RATE
+    assert {s.language for s in segs if s.end < split} == {"fr"}
+    assert {s.language for s in segs if s.start > split} == {"de"}
+    assert "consulat" in " ".join(s.text for s in segs) and sum(encoded) == 2, encoded
 
 
 def test_silence_and_noise_produce_no_speech(tmp_path):

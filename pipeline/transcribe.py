@@ -112,10 +112,9 @@ class FasterWhisper:
     """
 
     package = "faster-whisper"
-    # Windows per encoder/decoder call. The encoder's attention over 8 windows of 1500 frames held
-    # ~500 MB at once, and whether a piece had 8 windows of one language decided a file's peak memory
-    # (1.44 GiB for a 10-minute archive, 1.84 for 60 minutes). With 4: 1.23 and 1.41 GiB, and the
-    # same 11x realtime on the real recordings.
+    # Windows per decoder call (the encoder takes them one at a time, see _encode). Batches of 8 held
+    # ~500 MB of encoder attention at once (1.44 GiB peak for a 10-minute archive, 1.84 for 60
+    # minutes); with 4: 1.23 and 1.41 GiB, and the same 11x realtime on the real recordings.
     batch = 4
 
     def __init__(self, options: TranscribeOptions):
@@ -127,12 +126,24 @@ class FasterWhisper:
                                   cpu_threads=options.threads, local_files_only=True)
 
     def _encode(self, chunks: list[np.ndarray], seconds: float):
+        """The encoder output of the chunks (each padded to ``seconds``, or to the longest), as one batch.
+
+        The windows go through the encoder one at a time and only their outputs are stacked: its
+        self-attention over 1500 frames holds ~70 MB a window while it runs, so a batch of four set a
+        transient of ~300 MB on top of everything else, and the longer the file, the likelier its
+        worst such moment (the peak grew with length). A CPU encoder is compute-bound, so batching it
+        saved no time; the decoder, which is memory-bound, still decodes the windows together.
+        """
+        import ctranslate2
         from faster_whisper.audio import pad_or_trim
 
         frames = int(seconds * SAMPLE_RATE) // self.model.feature_extractor.hop_length
         features = [self.model.feature_extractor(c)[..., :-1] for c in chunks]
         size = min(3000, max(frames, max(f.shape[-1] for f in features)))
-        return self.model.encode(np.stack([pad_or_trim(f, size) for f in features]))
+        if len(features) == 1:
+            return self.model.encode(pad_or_trim(features[0], size)[None])
+        rows = [np.array(self.model.encode(pad_or_trim(f, size)[None]))[0] for f in features]
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(rows)))
 
     def detect(self, chunks: list[np.ndarray]) -> list[tuple[str, float]]:
         """The most likely language of each piece of speech (up to 30 s), with its probability."""

@@ -38,3 +38,17 @@ def test_an_english_question_finds_spanish_speech_without_a_translation(e5):
     minilm = load(EmbedOptions(model="all-MiniLM-L6-v2"))
     plain = minilm.embed(passages) @ minilm.embed_query("What colour are the sands?")
     assert scores[0] - max(scores[1:]) > plain[0] - max(plain[1:])  # why it is the search default
+
+
+def test_e5_embeds_many_passages_in_small_batches_with_the_same_vectors_in_order(e5, monkeypatch):
+    """A long recording's passages go to the engine batch_size at a time (its activations for one
+    call set the ingest's peak memory); the vectors are those of one big call, row for row."""
+    texts = [f"Passage {i}: the sand here is {'white' if i % 2 else 'grey'} and coarse, {i} metres deep."
+             for i in range(2 * e5.batch_size + 3)]
+    whole = np.asarray(e5.model.passage(texts), dtype=np.float32)
+    calls: list[int] = []
+    real_passage = e5.model.passage
+    monkeypatch.setattr(e5.model, "passage", lambda batch: calls.append(len(batch)) or real_passage(batch))
+    vecs = e5.embed(texts)
+    assert calls == [e5.batch_size, e5.batch_size, 3]
+    assert vecs.shape == whole.shape and np.allclose(vecs, whole, atol=1e-6)

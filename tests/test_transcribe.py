@@ -113,6 +113,27 @@ def test_a_lone_utterance_is_encoded_once_for_its_language_and_its_words(tmp_pat
     assert "consulat" in " ".join(s.text for s in segs) and sum(encoded) == 2, encoded
 
 
+def test_the_encoder_takes_one_window_at_a_time_and_gives_what_a_batch_would(monkeypatch):
+    """Encoder attention over a batch of 30 s windows held ~300 MB at once, a transient that set the
+    peak memory of long files; one window a call gives the same encoder output, stacked for the decoder."""
+    from pipeline.transcribe import FasterWhisper, backend
+
+    engine = backend(TranscribeOptions())
+    assert isinstance(engine, FasterWhisper)
+    chunks = [audio.load(SAMPLES / "jfk-inaugural-1961-excerpt.flac").samples,
+              audio.load(real("picovoice-leopard-test-es.wav")).samples]
+    from faster_whisper.audio import pad_or_trim
+
+    batched = np.array(engine.model.encode(np.stack(
+        [pad_or_trim(engine.model.feature_extractor(c)[..., :-1], 3000) for c in chunks])))
+    sizes: list[int] = []
+    real_encode = engine.model.encode
+    monkeypatch.setattr(engine.model, "encode", lambda features: sizes.append(len(features)) or real_encode(features))
+    out = np.array(engine._encode(chunks, 30.0))
+    assert sizes == [1, 1] and out.shape == batched.shape
+    assert np.allclose(out, batched, atol=1e-4)
+
+
 def test_silence_and_noise_produce_no_speech(tmp_path):
     rng = np.random.default_rng(0)
     quiet = np.concatenate([np.zeros(16000 * 10), rng.normal(0, 0.003, 16000 * 10)]).astype(np.float32)

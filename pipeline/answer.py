@@ -290,14 +290,15 @@ def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, spans: list["
     k = len(spans)
     sim_answer, sim_question, sim_context = vecs[2:2 + k] @ vecs[0], vecs[2:2 + k] @ vecs[1], vecs[2 + k:] @ vecs[1]
     overlap = np.array([verify.novel_support(question, answer, s.attests) for s in spans])
-    about = np.array([verify.question_overlap(question, s.attests) for s in spans])
+    foreign = [hit.translated or bool(s.parallel) for s in spans]  # speech not in English
+    about = np.array([verify.question_overlap(question, s.attests, f) for s, f in zip(spans, foreign)])
     for best in np.argsort(-(sim_answer + overlap + about)):  # the likeliest sentence first
         span = spans[best]
         if not verify.supports(question, answer, span.attests):
             continue
-        if not (verify.about_question(question, span.attests, float(sim_question[best])) or
+        if not (verify.about_question(question, span.attests, float(sim_question[best]), foreign[best]) or
                 verify.about_in_context(question, f"{span.context} {span.attests}", float(sim_context[best]),
-                                        float(sim_question[best]))):
+                                        float(sim_question[best]), foreign[best])):
             continue
         in_time = sorted(spans, key=lambda x: x.start)
         chosen = _widen(in_time, in_time.index(span), question, answer)

@@ -113,22 +113,36 @@ def supports(question: str, answer: str, span: str) -> bool:
     return sum(ok for _, ok in found) / len(found) >= MIN_NOVEL_SUPPORT
 
 
-def question_overlap(question: str, span: str) -> float:
-    """Share of the question's content stems that occur in the span."""
+def question_overlap(question: str, span: str, foreign: bool = False) -> float:
+    """Share of the question's content stems that occur in the span.
+
+    In ``foreign`` speech a question word also occurs where a word is spelt nearly alike (a cognate or a
+    name: "Consulate" ~ "Consulat", "Valdemoro"): the English question and the words spoken share no
+    stems otherwise, and the judge's similarity reads English only. English spans get no such licence
+    ("batteries" is not "battle").
+    """
     want = set(stems(question))
-    return len(want & set(stems(span))) / len(want) if want else 0.0
+    if not want:
+        return 0.0
+    have = set(stems(span))
+    found = want & have
+    if foreign:
+        found |= {w for w in want - have if len(w) >= NAME_MIN_LETTERS and any(
+            fuzz.ratio(w, h) >= NAME_MIN_RATIO for h in have if len(h) >= NAME_MIN_LETTERS)}
+    return len(found) / len(want)
 
 
-def about_question(question: str, span: str, similarity: float) -> bool:
+def about_question(question: str, span: str, similarity: float, foreign: bool = False) -> bool:
     """Whether a span is about what was asked (shares its words, or is close in meaning, or both a little)."""
-    overlap = question_overlap(question, span)
+    overlap = question_overlap(question, span, foreign)
     return overlap >= MIN_QUESTION_OVERLAP or similarity >= MIN_QUESTION_SIMILARITY or \
         (overlap >= SOME_QUESTION_OVERLAP and similarity >= FAIR_QUESTION_SIMILARITY)
 
 
-def about_in_context(question: str, context: str, context_similarity: float, similarity: float) -> bool:
+def about_in_context(question: str, context: str, context_similarity: float, similarity: float,
+                     foreign: bool = False) -> bool:
     """Whether a sentence is about what was asked when read with its neighbours (``context``)."""
-    return similarity >= CONTEXT_MIN_SIMILARITY and about_question(question, context, context_similarity)
+    return similarity >= CONTEXT_MIN_SIMILARITY and about_question(question, context, context_similarity, foreign)
 
 
 # Phrases that address a language model rather than a listener: the usual shapes of prompt injection.

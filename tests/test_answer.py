@@ -6,7 +6,7 @@ import pytest
 
 from pipeline import prompts
 from pipeline.answer import _english, ask, focus, narrow, one_rendering, relevant
-from pipeline.verify import about_in_context, about_question, novel_support, supports
+from pipeline.verify import about_in_context, about_question, novel_support, question_overlap, supports
 from pipeline.config import AnswerOptions
 from pipeline.errors import ConfigError
 from pipeline.llm import chat_model
@@ -121,6 +121,20 @@ def test_a_cited_sentence_must_be_about_the_question():
     mourn = "Beyond the material loss, what did he really mourn?"
     assert about_question(mourn, "It was not so much the loss of the cotton itself, but the hopes", 0.49)
     assert not about_question(mourn, "The loss was in the cellar.", 0.2)
+
+
+def test_foreign_speech_is_about_the_question_by_its_cognates_and_english_by_its_stems_only():
+    """An English question shares no stems with French words spoken, and the English judge cannot read
+    them: a question word spelt nearly alike in foreign speech counts ("Consulate" ~ "consulat")."""
+    question = "What posts did he hold under the Consulate?"
+    # The words spoken, then Whisper base's translation of them, as a cited span attests both.
+    said = ("Sous le consulat, il devient conservateur des eaux et forêts et conseiller général. "
+            "Under the console, it becomes a computer of the ZO and Forel.")
+    assert not about_question(question, said, 0.1)
+    assert about_question(question, said, 0.1, foreign=True)
+    # English speech gets no such licence: "batteries" is not "battle".
+    assert question_overlap("What kind of batteries?", "They won the battle.") == 0.0
+    assert not about_question("What kind of batteries?", "the battle of the remote", 0.1)
 
 
 def test_novel_support_ignores_words_the_question_already_has():

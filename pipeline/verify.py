@@ -42,7 +42,7 @@ MIN_QUOTE_OVERLAP = 0.75
 # for you" -> "to stop asking what their country can do for them").
 STOPWORDS = COMMON_STOPWORDS | frozenset(
     "according described mentioned speaker recording him them me my us its can could will would should "
-    "may must has have had".split())
+    "may might must shall has have had".split())
 # A capitalised answer word of at least this many letters is attested by a span word this similar.
 NAME_MIN_LETTERS = 5
 NAME_MIN_RATIO = 80

@@ -107,6 +107,9 @@ def test_unknown_llm_backend_lists_the_valid_ones():
     ("Where did they fly?", "To Málaga.", "we flew to MALAGA last spring", True),
     # An answer that only restates the question answers nothing.
     ("What kind of stone was set in the gold ring?", "A gold ring", "A gold ring will please most any girl.", False),
+    # ... nor does one that adds only a modal to it ("useful" has the stem of the question's "use").
+    ("What kind of batteries will the remote control use?", "remote control might be useful",
+     "incorporating that into the design of a remote control might be useful", False),
 ])
 def test_support_requires_the_answers_new_words_in_the_span(question, answer, span, ok):
     assert supports(question, answer, span) is ok

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import custody, prompts, verify
+from . import custody, lexical, prompts, verify
 from .config import AnswerOptions, EmbedOptions
 from .embed import Embedder
 from .embed import load as load_embedder
@@ -292,7 +292,12 @@ def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, spans: list["
     overlap = np.array([verify.novel_support(question, answer, s.attests) for s in spans])
     foreign = [hit.translated or bool(s.parallel) for s in spans]  # speech not in English
     about = np.array([verify.question_overlap(question, s.attests, f) for s, f in zip(spans, foreign)])
-    for best in np.argsort(-(sim_answer + overlap + about)):  # the likeliest sentence first
+    # An answer copied from a sentence holds its words in that sentence's order: "ask what you can do
+    # for your country" is the second of Kennedy's sentences, though the first has the same words.
+    said = lexical.tokens(answer)
+    content = max(1, sum(len(t) > 1 and t not in lexical.STOPWORDS for t in said))
+    in_order = np.array([lexical.phrase_length(said, lexical.tokens(s.attests)) / content for s in spans])
+    for best in np.argsort(-(sim_answer + overlap + about + in_order)):  # the likeliest sentence first
         span = spans[best]
         if not verify.supports(question, answer, span.attests):
             continue

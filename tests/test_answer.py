@@ -178,6 +178,16 @@ def test_a_sentence_is_about_the_question_with_its_neighbours_only_if_close_itse
                                 "man counted his old coins.", 0.63, 0.10)
 
 
+def test_an_answer_copied_from_a_sentence_cites_that_sentence_not_one_with_the_same_words(sample_library,
+                                                                                          embedder, judge):
+    """Kennedy's two sentences hold the same words; the answer's word order says which one it is."""
+    question = "What did Kennedy ask Americans to do?"
+    hit = search(sample_library, embedder, "Kennedy fellow Americans country")[0]
+    hit, spans = focus(sample_library, judge, question, hit)
+    c = narrow(sample_library, judge, 1, hit, spans, question, "ask what you can do for your country")
+    assert c is not None and c.start >= 5.0 and c.text.lower().startswith("ask what you can do"), c
+
+
 def test_answer_field_streams_as_the_json_is_generated():
     from pipeline.llm import FieldStream
 

@@ -295,7 +295,7 @@ def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, spans: list["
     # An answer copied from a sentence holds its words in that sentence's order: "ask what you can do
     # for your country" is the second of Kennedy's sentences, though the first has the same words.
     said = lexical.tokens(answer)
-    content = max(1, sum(len(t) > 1 and t not in lexical.STOPWORDS for t in said))
+    content = max(1, lexical.content_count(said))
     in_order = np.array([lexical.phrase_length(said, lexical.tokens(s.attests)) / content for s in spans])
     for best in np.argsort(-(sim_answer + overlap + about + in_order)):  # the likeliest sentence first
         span = spans[best]

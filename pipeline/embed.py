@@ -57,7 +57,7 @@ class E5Embedder(Embedder):
             return np.zeros((0, self.dim), dtype=np.float32)
         texts = list(texts)
         return np.concatenate([np.asarray(self.model.passage(texts[i:i + self.batch_size]), dtype=np.float32)
-                               .reshape(-1, self.dim) for i in range(0, len(texts), self.batch_size)])
+                               for i in range(0, len(texts), self.batch_size)])
 
     def embed_query(self, text: str) -> np.ndarray:
         return np.asarray(self.model.query(text), dtype=np.float32)

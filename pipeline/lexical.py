@@ -47,8 +47,13 @@ def phrase_length(query: list[str], passage: list[str]) -> int:
             while i + n < len(query) and j + n < len(passage) and query[i + n] == passage[j + n]:
                 n += 1
             if n >= 2:
-                best = max(best, sum(len(t) > 1 and t not in STOPWORDS for t in query[i:i + n]))
+                best = max(best, content_count(query[i:i + n]))
     return best
+
+
+def content_count(tokens: list[str]) -> int:
+    """How many of the tokens are content words (not a stopword, not a lone letter)."""
+    return sum(len(t) > 1 and t not in STOPWORDS for t in tokens)
 
 
 def replace_file(db: sqlite3.Connection, file_hash: str, passages: list[Passage]) -> None:

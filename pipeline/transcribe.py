@@ -134,16 +134,22 @@ class FasterWhisper:
         worst such moment (the peak grew with length). A CPU encoder is compute-bound, so batching it
         saved no time; the decoder, which is memory-bound, still decodes the windows together.
         """
-        import ctranslate2
+        if len(chunks) == 1:
+            return self.model.encode(self._features(chunks, seconds)[0][None])
+        return _view(np.stack(self._encoded_rows(chunks, seconds)))
+
+    def _features(self, chunks: list[np.ndarray], seconds: float) -> list[np.ndarray]:
+        """The chunks' mel features, each padded to ``seconds`` (or to the longest chunk, at most 30 s)."""
         from faster_whisper.audio import pad_or_trim
 
         frames = int(seconds * SAMPLE_RATE) // self.model.feature_extractor.hop_length
         features = [self.model.feature_extractor(c)[..., :-1] for c in chunks]
         size = min(3000, max(frames, max(f.shape[-1] for f in features)))
-        if len(features) == 1:
-            return self.model.encode(pad_or_trim(features[0], size)[None])
-        rows = [np.array(self.model.encode(pad_or_trim(f, size)[None]))[0] for f in features]
-        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(rows)))
+        return [pad_or_trim(f, size) for f in features]
+
+    def _encoded_rows(self, chunks: list[np.ndarray], seconds: float) -> list[np.ndarray]:
+        """The encoder output of each chunk, one encoder call each, as arrays that outlive the call."""
+        return [np.array(self.model.encode(f[None]))[0] for f in self._features(chunks, seconds)]
 
     def detect(self, chunks: list[np.ndarray]) -> list[tuple[str, float]]:
         """The most likely language of each piece of speech (up to 30 s), with its probability."""
@@ -165,14 +171,11 @@ class FasterWhisper:
 
     def _encoded(self, jobs: list[Job]):
         """The 30 s encoder output of the jobs' windows, computed for those that do not carry it."""
-        import ctranslate2
-
         missing = [k for k, j in enumerate(jobs) if j.encoded is None]
         if len(missing) == len(jobs):
             return self._encode([j.samples for j in jobs], 30.0)
-        fresh = iter(np.array(self._encode([jobs[k].samples for k in missing], 30.0)) if missing else ())
-        rows = [j.encoded if j.encoded is not None else next(fresh) for j in jobs]
-        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(rows)))
+        fresh = iter(self._encoded_rows([jobs[k].samples for k in missing], 30.0) if missing else ())
+        return _view(np.stack([j.encoded if j.encoded is not None else next(fresh) for j in jobs]))
 
     def decode(self, jobs: list[Job], opts: TranscribeOptions) -> list[tuple[list[dict], list[dict]]]:
         """(transcription, English translation or []) of each job as Whisper-style segment dicts,
@@ -276,9 +279,14 @@ def _frames(job: Job) -> int:
 
 def _rows(encoded, rows: list[int]):
     """The given batch rows of a CTranslate2 encoder output, as a new batch."""
+    return _view(np.asarray(encoded)[rows])
+
+
+def _view(array: np.ndarray):
+    """A batch of encoder outputs (windows, frames, width) as the CTranslate2 StorageView the decoder takes."""
     import ctranslate2
 
-    return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[rows]))
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(array))
 
 
 # Backends by explicit name; each is built once per process and options.

@@ -77,6 +77,12 @@ def _names(text: str) -> set[str]:
             for w in words(token)}
 
 
+def _spelt_alike(word: str, candidates: set[str], min_letters: int) -> bool:
+    """Whether a candidate of at least ``min_letters`` letters is spelt nearly like ``word`` (a name
+    written two ways, a cognate)."""
+    return any(fuzz.ratio(word, c) >= NAME_MIN_RATIO for c in candidates if len(c) >= min_letters)
+
+
 def _attested(question: str, answer: str, span: str) -> list[tuple[str, bool]]:
     """Each new word of the answer, and whether the span attests it (same stem, or a name spelt alike)."""
     new = novel_words(question, answer)
@@ -86,7 +92,7 @@ def _attested(question: str, answer: str, span: str) -> list[tuple[str, bool]]:
     out = []
     for w in new:
         ok = w in have or _stemmer().stemWord(w) in have_stems or (
-            w in names and any(fuzz.ratio(w, h) >= NAME_MIN_RATIO for h in have if len(h) >= NAME_MIN_LETTERS - 1))
+            w in names and _spelt_alike(w, have, NAME_MIN_LETTERS - 1))
         out.append((w, ok))
     return out
 
@@ -127,8 +133,7 @@ def question_overlap(question: str, span: str, foreign: bool = False) -> float:
     have = set(stems(span))
     found = want & have
     if foreign:
-        found |= {w for w in want - have if len(w) >= NAME_MIN_LETTERS and any(
-            fuzz.ratio(w, h) >= NAME_MIN_RATIO for h in have if len(h) >= NAME_MIN_LETTERS)}
+        found |= {w for w in want - have if len(w) >= NAME_MIN_LETTERS and _spelt_alike(w, have, NAME_MIN_LETTERS)}
     return len(found) / len(want)
 
 

@@ -140,6 +140,24 @@ def test_foreign_speech_is_about_the_question_by_its_cognates_and_english_by_its
     assert not about_question("What kind of batteries?", "the battle of the remote", 0.1)
 
 
+def test_a_french_answer_to_an_english_question_is_cited_from_the_french_speech(tmp_path, embedder, judge):
+    """narrow reads a French recording's sentences as foreign speech: the model's answer copied from the
+    words spoken is cited, where the English judge alone refused it as not about the question."""
+    from pipeline.ingest import ingest
+    from pipeline.store import Library
+
+    from .conftest import real
+
+    lib = Library(tmp_path / "lib", embedder.name)
+    assert not ingest(lib, embedder, [real("picovoice-leopard-test-fr.wav")]).failed
+    question = "What posts did he hold under the Consulate?"
+    hit = next(h for h in search(lib, embedder, question) if not h.translated)
+    hit, spans = focus(lib, judge, question, hit)
+    said = next(s.text for s in spans if "consulat" in s.text.lower())
+    c = narrow(lib, judge, 1, hit, spans, question, said)
+    assert c is not None and "consulat" in c.text.lower()
+
+
 def test_novel_support_ignores_words_the_question_already_has():
     # "asked" has the stem of the question's "ask": only "Americans" is claimed.
     assert novel_support("What did Kennedy ask?", "Kennedy asked Americans", "my fellow americans") == 1.0

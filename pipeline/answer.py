@@ -119,6 +119,7 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit) -> tupl
     name = " ".join(w for w in re.split(r"[\W_]+", Path(hit.file).stem) if w)
     every = [replace(s, context=" ".join([name] + [x.evidence for x in every[max(0, k - 1):k + 2] if x is not s]),
                      **_parallel(s, other)) for k, s in enumerate(every)]
+    every = [replace(s, foreign=hit.translated or bool(s.parallel)) for s in every]
     # Fragments ("Hello.", "So I") answer nothing but distract a small model; keep them only if alone.
     spans = [s for s in every if len(s.text.split()) >= MIN_SENTENCE_WORDS] or every
     if len(spans) > FOCUS_SENTENCES:
@@ -129,7 +130,7 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit) -> tupl
         return hit, []
     start, end = min(s.start for s in spans), max(s.end for s in spans)
     shown = _shown(transcript, hit, spans, start, end)
-    if hit.translated or any(s.parallel for s in spans):
+    if any(s.foreign for s in spans):
         # Foreign speech is shown in every word spoken in that time: any of its sentences may be cited.
         spans += [s for s in _during(every, start, end) if s not in spans]
     return replace(hit, start=start, end=end, text=shown), spans
@@ -139,7 +140,7 @@ def _shown(transcript, hit: Hit, spans: list["Span"], start: float, end: float) 
     """The passage as the model reads it. Foreign speech is shown in the words spoken, then in its
     machine translation: Whisper's translation garbles facts ("a same halberd" for "Leichenhalle")
     that the model can read, and copy, from the original."""
-    if not hit.translated and not any(s.parallel for s in spans):
+    if not any(s.foreign for s in spans):
         return "\n".join(s.evidence for s in spans)  # English speech
     english = "\n".join(s.evidence for s in spans) if hit.translated else \
         " ".join(dict.fromkeys(s.parallel for s in spans if s.parallel))
@@ -237,6 +238,7 @@ class Span:
     context: str = ""  # its recording's name and the sentences either side of it
     parallel: str = ""  # the same moment in the other rendering (translation or spoken words)
     parallel_span: tuple[float, float] | None = None  # the time that other rendering covers
+    foreign: bool = False  # speech not in English: a translation, or spoken words that have one
 
     @property
     def evidence(self) -> str:
@@ -290,8 +292,7 @@ def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, spans: list["
     k = len(spans)
     sim_answer, sim_question, sim_context = vecs[2:2 + k] @ vecs[0], vecs[2:2 + k] @ vecs[1], vecs[2 + k:] @ vecs[1]
     overlap = np.array([verify.novel_support(question, answer, s.attests) for s in spans])
-    foreign = [hit.translated or bool(s.parallel) for s in spans]  # speech not in English
-    about = np.array([verify.question_overlap(question, s.attests, f) for s, f in zip(spans, foreign)])
+    about = np.array([verify.question_overlap(question, s.attests, s.foreign) for s in spans])
     # An answer copied from a sentence holds its words in that sentence's order: "ask what you can do
     # for your country" is the second of Kennedy's sentences, though the first has the same words.
     said = lexical.tokens(answer)
@@ -301,9 +302,9 @@ def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, spans: list["
         span = spans[best]
         if not verify.supports(question, answer, span.attests):
             continue
-        if not (verify.about_question(question, span.attests, float(sim_question[best]), foreign[best]) or
+        if not (verify.about_question(question, span.attests, float(sim_question[best]), span.foreign) or
                 verify.about_in_context(question, f"{span.context} {span.attests}", float(sim_context[best]),
-                                        float(sim_question[best]), foreign[best])):
+                                        float(sim_question[best]), span.foreign)):
             continue
         in_time = sorted(spans, key=lambda x: x.start)
         chosen = _widen(in_time, in_time.index(span), question, answer)

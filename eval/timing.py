@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pipeline import allocator
+
 Progress = Callable[[str], None]  # a progress line sink
 
 
@@ -61,7 +63,7 @@ def timed_ingest(lib, embedder, paths: Sequence[Path], progress: Progress, jobs:
 def ingest_in_child(library_dir: Path, paths: Sequence[Path], embed_model: str, progress: Progress) -> dict:
     """timed_ingest run in a fresh process, plus that process's peak RSS ("peak_rss_mb")."""
     cmd = [sys.executable, "-m", "earmark_eval.timing", str(library_dir), embed_model, *map(str, paths)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=allocator.environ())  # as `earmark` runs
     for line in proc.stderr.splitlines():
         if line.startswith("  "):
             progress(line)

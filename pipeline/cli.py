@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from . import allocator
 from .config import AnswerOptions, EmbedOptions, TranscribeOptions, default_library
 from .cli_evidence import register as register_evidence
 from .errors import EarmarkError
@@ -73,6 +74,7 @@ def cli(ctx: click.Context, library: Path | None, embed_model: str | None, quiet
     """Ask questions of your recordings and get answers that cite the exact second."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger(__name__).debug("memory allocator: %s", allocator.active() or "the C library's malloc")
     ctx.obj = Ctx(library or default_library(), embed_model, quiet or not sys.stderr.isatty())
 
 
@@ -322,9 +324,9 @@ register_evidence(cli)  # verify, audit, delete, export, clip, redact, speakers 
 
 
 def main() -> None:
-    """Console entry point: run the CLI, turning earmark's errors into one line and exit code 2."""
+    """Run the CLI, turning earmark's errors into one line and exit code 2."""
     try:
-        cli(standalone_mode=False)
+        cli(standalone_mode=False, prog_name="earmark")
     except EarmarkError as e:
         click.echo(f"earmark: {e}", err=True)
         sys.exit(2)
@@ -333,3 +335,10 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
+
+
+def entry() -> None:
+    """The `earmark` command: `main` in a process that runs with tcmalloc (allocator.py says why).
+    Only the command re-executes itself; `main` called in-process (tests, other tools) never does."""
+    allocator.reexec(sys.argv[1:])
+    main()

@@ -4,11 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# libtcmalloc-minimal4: the allocator `earmark` runs with, for flat memory on long files (pipeline/allocator.py).
 if ! command -v ffmpeg >/dev/null || ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null \
-    || [ ! -x /usr/bin/chromium ]; then
+    || [ ! -x /usr/bin/chromium ] \
+    || ! python3 -c "import ctypes.util, sys; sys.exit(not ctypes.util.find_library('tcmalloc_minimal'))"; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg sox espeak-ng chromium >/dev/null  # chromium: tests/test_browser.py
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg sox espeak-ng chromium libtcmalloc-minimal4 \
+    >/dev/null  # chromium: tests/test_browser.py
 fi
 
 PY=${PYTHON:-python3}

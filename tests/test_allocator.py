@@ -1,0 +1,47 @@
+"""The `earmark` command runs with tcmalloc (flat memory on long files), unless told not to."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import allocator
+
+
+def _earmark(tmp_path, **env):
+    clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "EARMARK_ALLOCATOR", "EARMARK_MALLOC")}
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "-vv", "--library", str(tmp_path / "lib"), "status"],
+                          capture_output=True, text=True, env={**clean, **env}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is Linux's")
+def test_earmark_runs_with_tcmalloc_mapped(tmp_path):
+    assert allocator.library(), "libtcmalloc-minimal4 is not installed (scripts/setup.sh installs it)"
+    line = next(x for x in _earmark(tmp_path).splitlines() if "memory allocator: " in x)
+    assert "libtcmalloc_minimal" in line  # read from /proc/self/maps: really loaded, not just asked for
+
+
+def test_system_malloc_on_request(tmp_path):
+    line = next(x for x in _earmark(tmp_path, EARMARK_MALLOC="system").splitlines() if "memory allocator: " in x)
+    assert line.endswith("the C library's malloc")
+    assert "LD_PRELOAD" not in allocator.environ({"EARMARK_MALLOC": "system"})
+
+
+def test_environ_keeps_what_is_preloaded_already():
+    env = allocator.environ({"LD_PRELOAD": "libfoo.so"})
+    assert env["LD_PRELOAD"].split()[0] == "libfoo.so"
+    assert env["LD_PRELOAD"].split()[1:] == [allocator.library()]
+    assert allocator.environ(env)["LD_PRELOAD"] == env["LD_PRELOAD"]  # never preloaded twice
+
+
+def test_main_in_process_never_reexecutes(run_cli, monkeypatch, tmp_path):
+    """Only the `earmark` command re-executes itself: a test or tool calling `main` keeps its process."""
+    calls = []
+    monkeypatch.setattr(os, "execve", lambda *args: calls.append(args))
+    monkeypatch.delenv("EARMARK_ALLOCATOR", raising=False)
+    code, _, err = run_cli("--library", tmp_path / "lib", "status")
+    assert code == 0, err
+    assert calls == []

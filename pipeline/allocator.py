@@ -56,8 +56,11 @@ def reexec(argv: list[str]) -> None:
     if env.get("LD_PRELOAD", "") == os.environ.get("LD_PRELOAD", ""):
         return  # not installed, or EARMARK_MALLOC=system
     env[_MARK] = "1"
+    # -P (-I before Python 3.11): `-m` would otherwise put the working directory first on sys.path,
+    # and a folder named `pipeline` there would run instead of earmark.
+    safe_path = "-P" if sys.version_info >= (3, 11) else "-I"
     try:
-        os.execve(sys.executable, [sys.executable, "-m", "pipeline", *argv], env)
+        os.execve(sys.executable, [sys.executable, safe_path, "-m", "pipeline", *argv], env)
     except OSError as e:  # cannot exec here: run on with the allocator we have
         log.debug("could not re-execute with tcmalloc: %s", e)
 

@@ -45,3 +45,17 @@ def test_main_in_process_never_reexecutes(run_cli, monkeypatch, tmp_path):
     code, _, err = run_cli("--library", tmp_path / "lib", "status")
     assert code == 0, err
     assert calls == []
+
+
+def test_reexec_runs_earmark_not_a_pipeline_folder_in_the_working_directory(tmp_path):
+    """`earmark` started in a folder that has its own `pipeline` package still runs earmark."""
+    decoy = tmp_path / "pipeline"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise SystemExit('the decoy pipeline package ran')\n")
+    (decoy / "__main__.py").write_text("raise SystemExit('the decoy pipeline package ran')\n")
+    command = os.path.join(os.path.dirname(sys.executable), "earmark")
+    proc = subprocess.run([command, "--library", str(tmp_path / "lib"), "status"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k not in ("EARMARK_ALLOCATOR", "EARMARK_MALLOC")})
+    assert proc.returncode == 0, proc.stderr
+    assert "0 recordings" in proc.stdout

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from earmark_eval.references import REAL_DIR, REFERENCES_DIR
+from earmark_eval.references import REAL_DIR, REFERENCES_DIR, load_recordings
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +110,14 @@ def run_diarization(files: Sequence[Path], progress: Callable[[str], None] = log
     from pipeline.audio import load
     from pipeline.diarize import DiarizeOptions, diarize
 
-    rows = []
+    rows, counts = [], []
+    known = load_recordings()
     for path in files:
         ref_path = reference_path(path)
         if ref_path is None:
+            true = known.get(path.name, {}).get("speakers")
+            if true is not None:  # no turns to score, but how many voices it has is known
+                counts.append(_count_row(path, int(true), load, diarize, DiarizeOptions()))
             continue
         row = {"file": path.name, "reference": str(ref_path)}
         try:
@@ -127,7 +131,27 @@ def run_diarization(files: Sequence[Path], progress: Callable[[str], None] = log
             row["error"] = f"{type(e).__name__}: {e}"
         rows.append(row)
         progress(f"diarization {path.name}: DER {row.get('der')} (collar: {row.get('der_collar')})")
-    return {"collar": COLLAR, "files": rows, "pooled": pooled(rows)}
+    return {"collar": COLLAR, "files": rows, "pooled": pooled(rows), "counts": counts}
+
+
+def _count_row(path: Path, true: int, load, diarize, options) -> dict:
+    """How many speakers earmark finds in a recording without reference turns, against how many it has."""
+    row = {"file": path.name, "true": true}
+    try:
+        row["found"] = len({t.speaker for t in diarize(load(path), options)})
+    except Exception as e:  # one file must not stop the table
+        row["error"] = f"{type(e).__name__}: {e}"
+    return row
+
+
+def count_summary(result: dict | None) -> tuple[int, int] | None:
+    """(recordings given their true number of speakers, recordings with a known number), over every
+    diarized file: those scored against reference turns and those only counted."""
+    if not result:
+        return None
+    pairs = [(r.get("hyp_speakers"), r.get("ref_speakers")) for r in result["files"] if "error" not in r]
+    pairs += [(r.get("found"), r["true"]) for r in result.get("counts", []) if "error" not in r]
+    return (sum(found == true for found, true in pairs), len(pairs)) if pairs else None
 
 
 def markdown(result: dict | None) -> str:
@@ -149,7 +173,17 @@ def markdown(result: dict | None) -> str:
     rows.append(["**pooled**", "", pool["der"], pool["der_collar"], None, None, None, None, None])
     head = ["file", "speakers found / true", "DER", f"DER (±{result['collar']} s collar)", "missed",
             "false alarm", "confusion", "ref speech (s)", "diarize (s)"]
-    return f"## Speaker diarization\n\n{DEFS}\n\n{table(head, rows)}"
+    section = f"## Speaker diarization\n\n{DEFS}\n\n{table(head, rows)}"
+    counts = result.get("counts") or []
+    if counts:
+        right, n = count_summary(result)
+        section += ("\n\nThe recordings without reference turns, diarized the same way: how many speakers earmark "
+                    f"finds against how many MANIFEST.md says they have. Over all files, {right} of {n} get "
+                    "the right number.\n\n" +
+                    table(["file", "speakers found / true"],
+                          [[r["file"], f"failed: {r['error'][:80]}" if "error" in r else f"{r['found']} / {r['true']}"]
+                           for r in counts]))
+    return section
 
 
 def main(argv: Sequence[str] | None = None) -> None:

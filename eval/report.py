@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from earmark_eval.diarization import count_summary
 from earmark_eval.diarization import markdown as _md_diarization
 from earmark_eval.plots import write_plots
 
@@ -123,6 +124,9 @@ def headline(report: dict) -> list[tuple[str, str]]:
     if pool:
         rows.append(("speaker diarization DER pooled, no collar / ±0.25 s collar",
                      f"{fmt(pool['der'])} / {fmt(pool['der_collar'])}"))
+    right = count_summary(report.get("diarization"))
+    if right:
+        rows.append(("recordings given their true number of speakers", f"{right[0]} / {right[1]}"))
     arch = _main_archive(report)
     if arch:
         d = arch["drift"]

@@ -208,3 +208,18 @@ def test_report_section_has_a_row_per_file_failures_included():
                    "pooled": pooled([row])})
     assert "| call.wav | 2 / 2 | 0.100 | 0.092 |" in md and "failed: RuntimeError: boom" in md
     assert "| **pooled** |  | 0.100 | 0.092 |" in md
+
+
+def test_eval_counts_speakers_in_recordings_without_reference_turns():
+    """The eval also says how many voices earmark finds where only the number of speakers is known."""
+    from earmark_eval.diarization import count_summary, markdown, run_diarization
+
+    files = [real("pyannote-sample-phonecall-2spk.wav"), real("jfk-inaugural-1961-excerpt.flac")]
+    result = run_diarization(files, progress=lambda line: None)
+    assert [r["file"] for r in result["files"]] == ["pyannote-sample-phonecall-2spk.wav"]  # scored by its turns
+    assert result["counts"] == [{"file": "jfk-inaugural-1961-excerpt.flac", "true": 1, "found": 1}]
+    assert count_summary(result) == (2, 2)
+    result["counts"] += [{"file": "reading.mp3", "true": 1, "found": 5}, {"file": "bad.wav", "true": 1, "error": "x"}]
+    assert count_summary(result) == (2, 3)  # a failed file is not counted either way
+    md = markdown(result)
+    assert "| reading.mp3 | 5 / 1 |" in md and "2 of 3 get the right number" in md

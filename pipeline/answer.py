@@ -260,21 +260,41 @@ class Span:
 _ABBREVIATION = re.compile(r"^(?:mr|mrs|ms|dr|st|jr|sr|prof|vs|etc|no|[a-z])\.$", re.IGNORECASE)
 
 
+# A sentence Whisper's segments cut in two is joined again across a pause up to this long (seconds),
+# unless it already runs this long: unpunctuated speech would otherwise become one long "sentence".
+MAX_SENTENCE_PAUSE = 1.0
+MAX_JOINED_SECONDS = 10.0
+
+
 def sentences(segs: list[Segment]) -> list[Span]:
-    """The sentences of some segments, timed by their words (a segment without words stays whole)."""
+    """The sentences of some segments, timed by their words (a segment without words stays whole).
+
+    Whisper ends segments mid-sentence ("nor of the circumstances" | "which led me to leave my native
+    country."): a sentence runs on into the next segment of the same speaker unless a pause parts them,
+    so an answer copied from the whole sentence can be checked against the whole sentence.
+    """
     out: list[Span] = []
+    current: list[Word] = []
+    speaker = None
+
+    def flush() -> None:
+        if current:
+            out.append(Span(current[0].start, current[-1].end, "".join(x.text for x in current).strip(), speaker))
+            current.clear()
     for seg in segs:
         if not seg.words:
+            flush()
             out.append(Span(seg.start, seg.end, seg.text, seg.speaker))
             continue
-        current: list[Word] = []
+        if current and (seg.speaker != speaker or seg.words[0].start - current[-1].end > MAX_SENTENCE_PAUSE
+                        or current[-1].end - current[0].start > MAX_JOINED_SECONDS):
+            flush()
+        speaker = seg.speaker
         for w in seg.words:
             current.append(w)
-            if (w.text.rstrip().endswith(SENTENCE_END) and not _ABBREVIATION.match(w.text.strip())) \
-                    or w is seg.words[-1]:
-                out.append(Span(current[0].start, current[-1].end, "".join(x.text for x in current).strip(),
-                                seg.speaker))
-                current = []
+            if w.text.rstrip().endswith(SENTENCE_END) and not _ABBREVIATION.match(w.text.strip()):
+                flush()
+    flush()
     return out
 
 

@@ -33,7 +33,9 @@ ANSWER_DEFS = """\
 - **citation validity**: citations in a known recording with 0 <= start < end <= duration + 0.5 s, over all citations.
 - **citation support**: citations overlapping a gold span (widened 2 s), over the answerable questions' citations.
 - **fully supported**: share of answerable questions with at least one citation whose citations are all supported.
-- **timestamp error**: |cited start - gold start| for each supported citation (nearest gold span), seconds."""
+- **timestamp error**: |cited start - gold start| for each supported citation (nearest gold span), seconds.
+- **95% interval**: Wilson score interval of a share over this many questions: a change that stays inside it
+  may be chance (a small model's answers shift with any change to what it reads)."""
 
 TRANSCRIPTION_DEFS = """\
 Hypothesis: the text of the transcript's indexed segments (flagged segments left out, as search leaves them
@@ -98,6 +100,8 @@ def headline(report: dict) -> list[tuple[str, str]]:
     rows += [("answer accuracy (all / answerable / unanswerable)",
               " / ".join(fmt(a[k]) for k in ("accuracy", "accuracy_answerable", "accuracy_unanswerable"))),
              ("abstention on unanswerable", fmt(a["abstention_rate"])),
+             ("95% interval: answer accuracy (answerable) / abstention",
+              " / ".join(_interval(a, k) for k in ("accuracy_answerable", "abstention_rate"))),
              ("citation validity / support / fully supported",
               " / ".join(fmt(a[k]) for k in ("citation_validity", "citation_support", "fully_supported"))),
              ("cited start vs gold start, mean / p50 (s)",
@@ -192,10 +196,18 @@ def _md_retrieval(r: dict) -> str:
     return f"## Retrieval\n\n{RETRIEVAL_DEFS}\n\n{overall}\n\nBy question kind:\n\n{by_kind}"
 
 
+def _interval(answers: dict, key: str) -> str:
+    """A metric's 95% interval as "low–high" (a run from before intervals were kept has none)."""
+    ci = (answers.get("interval95") or {}).get(key)
+    return f"{fmt(ci[0], 2)}–{fmt(ci[1], 2)}" if ci else "–"
+
+
 def _md_answers(r: dict) -> str:
     a = r["answers"]
     rows = [["accuracy (all)", a["accuracy"]], ["accuracy (answerable)", a["accuracy_answerable"]],
+            ["accuracy (answerable), 95% interval", _interval(a, "accuracy_answerable")],
             ["accuracy (unanswerable)", a["accuracy_unanswerable"]], ["abstention on unanswerable", a["abstention_rate"]],
+            ["abstention, 95% interval", _interval(a, "abstention_rate")],
             ["false abstention (answerable)", a["false_abstention_rate"]], ["citation validity", a["citation_validity"]],
             ["citation support", a["citation_support"]], ["fully supported", a["fully_supported"]],
             ["timestamp error mean (s)", a["timestamp_error_mean"]], ["timestamp error p50 (s)", a["timestamp_error_p50"]],

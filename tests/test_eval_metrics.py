@@ -139,6 +139,17 @@ def test_answer_metrics_citation_support_and_timestamp_error():
     assert out["fully_supported"] == 0.5
     assert out["timestamp_error_mean"] == pytest.approx((0.5 + 3.0) / 2)
     assert out["false_abstention_rate"] == 0.0
+    z2 = 1.959964 ** 2  # all of n right: Wilson's low end is n / (n + z^2), its high end 1
+    assert out["interval95"]["accuracy"] == pytest.approx([3 / (3 + z2), 1.0])
+    assert out["interval95"]["abstention_rate"] == pytest.approx([1 / (1 + z2), 1.0])
+
+
+def test_wilson_interval_of_a_share():
+    z2 = 1.959964 ** 2
+    assert m.interval([False] * 8) == pytest.approx([0.0, z2 / (8 + z2)])
+    low, high = m.interval([True] * 31 + [False] * 16)  # 31 of 47: about 0.52 to 0.78
+    assert low == pytest.approx(0.5167, abs=1e-3) and high == pytest.approx(0.7783, abs=1e-3)
+    assert m.interval([]) is None
 
 
 # ---------------------------------------------------------------- transcription and latency

@@ -58,6 +58,8 @@ def test_eval_writes_report_json_markdown_and_plots(eval_run):
     md = (out / "report.md").read_text()
     assert md.index("## Headline") < md.index("## Retrieval") < md.index("## Speed and memory")
     assert "**hit@k**" in md and "**MRR**" in md and "Not run (`--long-minutes 0`)" in md
+    # One unanswerable question, declined: its abstention's 95% interval runs from 1 / (1 + z^2) to 1.
+    assert "| 95% interval: answer accuracy (answerable) / abstention |" in md and "0.21–1.00 |" in md
     assert (out / "latency.png").stat().st_size > 5000 and "](latency.png)" in md
     assert on_disk["ingest"]["mode"] == "fresh" and (out / "library" / "catalog.sqlite").exists()
 

@@ -137,6 +137,18 @@ SPEC = [
     (LS1995, "How much money was the lost cotton worth?", [], "unanswerable", [], None),
     (SIMPL, "In what year was the Simplicissimus first published?", [], "unanswerable", [], None),
     (HARVARD, "What kind of stone was set in the gold ring?", [], "unanswerable", [], None),
+    # A speaker named by when they first spoke (issue 4: "what did the second speaker say about Y?").
+    # Added after the 55 above, so their ids stay as they were.
+    (PHONE, "Where does the first speaker on the call live?", ["New Jersey"], "who-said",
+     ["stm:This is Diane in New Jersey", "stm:I'm in New Jersey now though", "stm:I don't hear that"], "Diane"),
+    (PHONE, "Which state is the second speaker on the call in?", ["Texas"], "who-said",
+     ["stm:And I'm Sheila in Texas"], "Sheila"),
+    (CROC, "In the recording with the crocodile, what did the first speaker say?", ["begins"], "who-said",
+     ["w:and so it begins"], "speaker_1"),
+    (AMI, "In the remote control meeting, what did the first speaker say about symbols?", ["understand"],
+     "who-said", ["w:symbols that you don't necessarily understand symbols you're meant to understand that you don't"],
+     "FEE016"),
+    (PHONE, "What did the third speaker on the phone call say about Chicago?", [], "unanswerable", [], None),
 ]
 
 # Phrases of clean single-speaker English clips whose times the stitched archives report.

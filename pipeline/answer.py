@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import custody, lexical, prompts, verify
+from . import custody, lexical, prompts, speakers, verify
 from .config import AnswerOptions, EmbedOptions
 from .embed import Embedder
 from .embed import load as load_embedder
 from .llm import chat_model, parse_json, structured
 from .records import SENTENCE_END, Answer, Citation, Hit, Segment, Word, mmss
-from .search import SearchOptions, search
+from .search import POOL, SearchOptions, search
 from .store import Library
 
 log = logging.getLogger(__name__)
@@ -53,15 +53,25 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     """Answer a question from the library, with verified citations, or say that nothing was found."""
     custody.log_question(library, question)  # only if the library or EARMARK_AUDIT_QUESTIONS asks for it
     search_options = replace(search_options or SearchOptions(), k=options.k)
-    hits = search(library, embedder, question, search_options)
+    asked = speakers.by_order(question)
+    if asked:  # "what did the second speaker say ...": only that speaker's words, in each recording
+        # Searched for as "what did someone say ...": "the first speaker" says who spoke, not what they
+        # said, and its words would find "the first great sorrow of his life".
+        topic = asked.naming(question)
+        hits, speaker_of = spoken_by(library, embedder, topic, asked, search_options)
+    else:
+        topic, (hits, speaker_of) = question, (search(library, embedder, question, search_options), {})
     # Relevance and support are judged by the support model (MiniLM by default, whose thresholds these
     # are), whatever embedder found the passages.
     judge = load_embedder(EmbedOptions(model=options.support_model))
-    hits = relevant(judge, question, [h for h in hits if not _injection(h)], options.min_relevance,
+    hits = relevant(judge, topic, [h for h in hits if not _injection(h)], options.min_relevance,
                     english=lambda h: _english(library, h))
     if not hits:
         return Answer(question, NOT_FOUND, False)
-    focused = [focus(library, judge, question, h) for h in one_rendering(hits)]
+    # Each passage is read and checked against the question as it stands in its recording: "where does
+    # the first speaker live?" is "where does Diane live?" on the call, "... SPEAKER_1 ..." elsewhere.
+    about = {h.file_hash: asked.naming(question, speaker_of[h.file_hash]) if asked else question for h in hits}
+    focused = [focus(library, judge, about[h.file_hash], h, speaker_of.get(h.file_hash)) for h in one_rendering(hits)]
     focused = [(h, spans) for h, spans in focused if spans]
     if not focused:
         return Answer(question, NOT_FOUND, False)
@@ -73,19 +83,40 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     # A citation only ever points at a passage the model was given, and only where it is verified.
     order = sorted(range(len(focused)), key=lambda i: i + 1 != n)
     for i in order:
-        citation = narrow(library, judge, i + 1, *focused[i], question, text)
+        hit, spans = focused[i]
+        citation = narrow(library, judge, i + 1, hit, spans, about[hit.file_hash], text)
         if citation is not None:
             return Answer(question, text, True, (citation,))
-    return quote(library, question, focused)
+    return quote(library, question, focused, about)
 
 
-def quote(library: Library, question: str, focused: list[tuple[Hit, list["Span"]]]) -> Answer:
+def spoken_by(library: Library, embedder: Embedder, question: str, asked: speakers.SpeakerByOrder,
+              options: SearchOptions) -> tuple[list[Hit], dict[str, str]]:
+    """The best hits in which the speaker a question names by order speaks, and that speaker's label in
+    each of their recordings ("the second speaker" is Sheila in one call, SPEAKER_2 in a meeting).
+    Recordings without such a speaker (one voice, when the second is asked for) give no hits."""
+    label_of: dict[str, str | None] = {}
+    kept = []
+    for hit in search(library, embedder, question, replace(options, k=max(POOL, options.k))):
+        segments = library.transcript(hit.file_hash).segments
+        if hit.file_hash not in label_of:
+            label_of[hit.file_hash] = asked.of(list(segments))
+        label = label_of[hit.file_hash]
+        if label and any(s.speaker == label for s in _during(segments, hit.start, hit.end)):
+            kept.append(hit)
+    return kept[:options.k], {h: label for h, label in label_of.items() if label}
+
+
+def quote(library: Library, question: str, focused: list[tuple[Hit, list["Span"]]],
+          about: dict[str, str] | None = None) -> Answer:
     """When the model's answer is not borne out: the sentence that plainly answers the question, quoted.
 
     A sentence qualifies only if it holds nearly all of the question's content (verify.MIN_QUOTE_OVERLAP),
-    so a question the recordings do not answer still gets "nothing found".
+    so a question the recordings do not answer still gets "nothing found". ``about`` gives the question
+    as it stands in each recording (by file hash), where it differs.
     """
-    best = max(((verify.question_overlap(question, s.evidence), n, hit, s)
+    about = about or {}
+    best = max(((verify.question_overlap(about.get(hit.file_hash, question), s.evidence), n, hit, s)
                 for n, (hit, spans) in enumerate(focused, 1) for s in spans), key=lambda x: x[0])
     overlap, n, hit, span = best
     if overlap < verify.MIN_QUOTE_OVERLAP:
@@ -100,8 +131,10 @@ FOCUS_SENTENCES = 4
 MIN_SENTENCE_WORDS = 3
 
 
-def focus(library: Library, embedder: Embedder, question: str, hit: Hit) -> tuple[Hit, list["Span"]]:
-    """The hit cut down to its sentences most relevant to the question, most relevant first.
+def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
+          speaker: str | None = None) -> tuple[Hit, list["Span"]]:
+    """The hit cut down to its sentences most relevant to the question, most relevant first; with
+    ``speaker``, to that speaker's sentences only (a question about what one speaker said).
 
     Small models lean on what they read first, so relevance, not time, orders the sentences. Each
     sentence carries its neighbours and, in a non-English recording, the same moment in the other
@@ -120,6 +153,10 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit) -> tupl
     every = [replace(s, context=" ".join([name] + [x.evidence for x in every[max(0, k - 1):k + 2] if x is not s]),
                      **_parallel(s, other)) for k, s in enumerate(every)]
     every = [replace(s, foreign=hit.translated or bool(s.parallel)) for s in every]
+    if speaker is not None:  # (their neighbours, whoever said them, stay their context)
+        theirs = [s for s in transcript.segments if s.speaker == speaker]
+        # A translation carries no speakers: a sentence of it is theirs if they speak at that time.
+        every = [s for s in every if s.speaker == speaker or s.speaker is None and _during(theirs, s.start, s.end)]
     # Fragments ("Hello.", "So I") answer nothing but distract a small model; keep them only if alone.
     spans = [s for s in every if len(s.text.split()) >= MIN_SENTENCE_WORDS] or every
     if len(spans) > FOCUS_SENTENCES:

@@ -8,6 +8,7 @@ citation, belongs to one speaker.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -97,6 +98,52 @@ def speaker_times(segments: list[Segment]) -> dict[str, tuple[int, float]]:
             n, secs = out.get(s.speaker, (0, 0.0))
             out[s.speaker] = (n + 1, secs + s.end - s.start)
     return out
+
+
+_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
+             "eighth": 8, "ninth": 9, "tenth": 10, "last": -1}
+_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+            "ten": 10}
+_SPEAKER_NOUN = r"(?:speaker|voice|person to speak|participant to speak)"
+# "the second speaker", "the 2nd voice", "the last person to speak"; "speaker 2", "speaker two".
+_BY_ORDER = re.compile(
+    rf"\bthe\s+(?P<ordinal>{'|'.join(_ORDINALS)}|\d+(?:st|nd|rd|th))\s+{_SPEAKER_NOUN}\b"
+    rf"|\bspeaker\s+(?P<number>\d+|{'|'.join(_NUMBERS)})\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SpeakerByOrder:
+    """A speaker a question names by when they first spoke: ``n`` counts from 1, -1 is the last."""
+
+    n: int
+    phrase: str  # as the question words it ("the second speaker")
+
+    def naming(self, question: str, label: str = "someone") -> str:
+        """The question with the speaker's label in one recording ("Sheila") for the words that name them
+        by order; by default "someone": what it asks about, whoever they are."""
+        return question.replace(self.phrase, label)
+
+    def of(self, segments: list[Segment]) -> str | None:
+        """The label of that speaker in a recording's segments, or None if it has no such speaker."""
+        order = list(speaker_times(segments))
+        k = self.n - 1 if self.n > 0 else len(order) + self.n
+        return order[k] if 0 <= k < len(order) else None
+
+
+def by_order(question: str) -> SpeakerByOrder | None:
+    """The speaker a question names by order of speaking ("what did the second speaker say about
+    Chicago?"), if it does. Speakers are numbered by first appearance, as diarization names them
+    (SPEAKER_1, SPEAKER_2, ...) and as a turns file's speakers first speak."""
+    m = _BY_ORDER.search(question)
+    if not m:
+        return None
+    if m["number"]:
+        word = m["number"].lower()
+        n = int(word) if word.isdigit() else _NUMBERS[word]
+    else:
+        word = m["ordinal"].lower()
+        n = _ORDINALS[word] if word in _ORDINALS else int(word[:-2])
+    return SpeakerByOrder(n, m.group(0)) if n != 0 else None
 
 
 def rename_segments(segments: tuple[Segment, ...], old: str, new: str) -> tuple[Segment, ...]:

@@ -5,13 +5,14 @@ import json
 import pytest
 
 from pipeline import prompts
-from pipeline.answer import _english, ask, focus, narrow, one_rendering, relevant, sentences
+from pipeline.answer import _english, ask, focus, narrow, one_rendering, relevant, sentences, spoken_by
 from pipeline.verify import about_in_context, about_question, novel_support, question_overlap, supports
 from pipeline.config import AnswerOptions
 from pipeline.errors import ConfigError
 from pipeline.llm import chat_model
 from pipeline.records import Hit, Segment, Word
 from pipeline.search import SearchOptions, search
+from pipeline.speakers import by_order
 
 from .conftest import REAL
 
@@ -366,3 +367,27 @@ def test_an_answer_copied_across_whisper_s_segment_boundary_is_verified(sample_l
     answer = "his antecedents, nor of the circumstances which led me to leave my native country."
     c = narrow(sample_library, judge, 1, hit, spans, question, answer)
     assert c is not None and "antecedents" in c.text and "native country" in c.text
+
+
+CALL = "pyannote-sample-phonecall-2spk.wav"  # its .stm names Diane (who speaks first) and Sheila
+
+
+def test_what_the_second_speaker_said_is_read_from_their_words_only(sample_library, embedder, judge):
+    question = "Where does the second speaker on the call live?"
+    hits, label_of = spoken_by(sample_library, embedder, question, by_order(question), SearchOptions(k=5))
+    call = next(h for h in hits if h.file == CALL)
+    assert label_of[call.file_hash] == "Sheila"
+    # The speeches are one voice each: they have no second speaker, so none of their passages is read.
+    assert {h.file for h in hits} == {CALL}
+    shown, spans = focus(sample_library, judge, question, call, label_of[call.file_hash])
+    assert spans and {s.speaker for s in spans} == {"Sheila"} and "Diane:" not in shown.text
+
+
+@pytest.mark.parametrize("who, place", [("first", "new jersey"), ("second", "texas")])
+def test_ask_what_a_speaker_named_by_order_said(sample_library, embedder, who, place):
+    a = ask(sample_library, embedder, f"Where does the {who} speaker on the call live?")
+    assert a.found and place in a.answer.lower()
+    name = {"first": "Diane", "second": "Sheila"}[who]
+    segments = sample_library.transcript(a.citations[0].file_hash).segments
+    cited = [s for s in segments if s.end > a.citations[0].start and s.start < a.citations[0].end]
+    assert a.citations[0].file == CALL and {s.speaker for s in cited} == {name}

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from pipeline.records import Segment, Word
-from pipeline.speakers import label, read_turns, speaker_at
+from pipeline.speakers import by_order, label, read_turns, speaker_at
 
 from .conftest import real
 
@@ -85,3 +85,23 @@ def test_one_voice_is_labelled_but_not_written_into_passages(run_cli):
     assert {s["speaker"] for s in json.loads(out)["segments"]} == {"SPEAKER_1"}
     code, out, _ = run_cli("search", "ask not what your country", "--json")
     assert "SPEAKER_1" not in json.loads(out)["hits"][0]["text"]
+
+
+@pytest.mark.parametrize("question, n", [
+    ("What did the second speaker say about Chicago?", 2), ("What did the 3rd voice ask for?", 3),
+    ("What did speaker 2 say?", 2), ("What did speaker two say?", 2),
+    ("What did the last person to speak say?", -1), ("What did the first speaker promise?", 1),
+    ("What did the speaker say about Chicago?", None), ("Who was the first to mention it?", None),
+    ("What was the second thing the speaker said?", None), ("Which speaker spoke 2 times?", None),
+])
+def test_a_speaker_named_by_order_of_speaking_is_recognised(question, n):
+    asked = by_order(question)
+    assert (asked.n if asked else None) == n
+
+
+def test_the_speaker_named_by_order_is_found_by_first_appearance():
+    segs = [Segment(i, t, t + 1, "x", (), "en", -0.2, 0.0, 1.0, speaker=who)
+            for i, (t, who) in enumerate([(0, "Diane"), (1, "Sheila"), (2, "Diane"), (3, None), (4, "Ann")])]
+    assert [by_order(f"What did the {w} speaker say?").of(segs) for w in ("first", "second", "third", "last")] \
+        == ["Diane", "Sheila", "Ann", "Ann"]
+    assert by_order("What did the fourth speaker say?").of(segs) is None

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,7 @@ class Block:
 class Probe:
     channels: int  # of the first audio stream
     seconds: float | None  # its length as the container states it, if it does
+    tags: dict[str, str] = field(default_factory=dict)  # container and audio-stream metadata, keys lower-case
 
 
 def probe(path: str | Path) -> Probe:
@@ -104,7 +106,53 @@ def probe(path: str | Path) -> Probe:
         seconds = float(seconds) if seconds is not None else None
     except ValueError:
         seconds = None
-    return Probe(int(audio[0].get("channels") or 1), seconds)
+    tags = {k.lower(): str(v) for k, v in {**audio[0].get("tags", {}), **info.get("format", {}).get("tags", {})}.items()}
+    return Probe(int(audio[0].get("channels") or 1), seconds, tags)
+
+
+# Where containers keep the moment a recording was made, most specific first: an iPhone's voice memo
+# and camera (local time, with its offset), QuickTime/MP4/M4A and some WAV writers, Matroska, Broadcast
+# WAV's origination date, then the plain date of ID3 (TDRC), Vorbis comments and RIFF INFO (ICRD).
+DATE_TAGS = ("com.apple.quicktime.creationdate", "creation_time", "date_recorded", "origination_date", "date")
+_DATE = re.compile(r"(\d{4})(?:[-:/.](\d{2})(?:[-:/.](\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?"
+                   r"(?:\.\d+)?\s*(Z|[+-]\d{2}:?\d{2})?)?)?)?")
+
+
+def recording_date(tags: dict[str, str]) -> tuple[str, str] | None:
+    """When a file's metadata says it was recorded, as ISO 8601 (only as precise as the tag: "1961",
+    "2019-04", "2019-04-02", "2021-06-03T10:15:00+00:00"), and the tag it came from; None if none says."""
+    for key in DATE_TAGS:
+        value = tags.get(key, "").strip()
+        if key == "origination_date" and tags.get("origination_time"):
+            value = f"{value}T{tags['origination_time'].strip()}"
+        iso = _iso(value) if value else None
+        if iso:
+            return iso, key
+    return None
+
+
+def _iso(value: str) -> str | None:
+    """A date or date-time as ISO 8601 at the precision given, or None if it is not one (or impossible).
+
+    Not dateutil's parser: it fills a missing month or day from today, inventing a precision the tag
+    does not have, and reads nearly any text as some date."""
+    from datetime import datetime
+
+    m = _DATE.fullmatch(value)
+    if not m:
+        return None
+    year, month, day, hour, minute, second, zone = m.groups()
+    try:
+        moment = datetime(int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0),
+                          int(second or 0))
+    except ValueError:
+        return None
+    if not 1900 <= moment.year <= 2200:  # 0000-00-00 and the like: a writer's placeholder
+        return None
+    if hour is None:
+        return "-".join(p for p in (year, month, day) if p)
+    zone = "+00:00" if zone == "Z" else (zone if zone is None or ":" in zone else f"{zone[:3]}:{zone[3:]}")
+    return moment.isoformat() + (zone or "")
 
 
 def stream(path: str | Path, block_seconds: float = 300.0) -> Iterator[Block]:

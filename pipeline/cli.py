@@ -246,7 +246,8 @@ def status(obj: Ctx, as_json: bool) -> None:
         "passages": sum(r.passages for r in recs), "embed_model": lib.embed_model,
         "whisper_models": sorted({r.transcribe_model.get("name", "?") for r in recs}),
         "recordings": [{"file": r.file_name, "sha256": r.sha256, "duration": r.duration, "status": r.status,
-                        "languages": r.languages, "passages": r.passages} for r in recs],
+                        "languages": r.languages, "passages": r.passages, "recorded_at": r.recorded_at,
+                        "recorded_from": r.recorded_from} for r in recs],
     }
     if as_json:
         return _emit_json(data)

@@ -141,7 +141,7 @@ def ingest_file(library: Library, embedder: Embedder, path: Path, options: Inges
         library.upsert_recording(sha, file_name=path.name, path=str(path.resolve()), size=path.stat().st_size,
                                  duration=transcript.duration, status="transcribed",
                                  languages=transcript.languages, transcribe_model=transcript.model,
-                                 recorded_at=recorded_at(path))
+                                 **recorded(path))
     n = index_transcript(library, embedder, transcript, options.chunk, report)
     custody.log_event(library.root, "ingest", file=path.name, sha256=sha, path=str(path.resolve()),
                       size=path.stat().st_size, speakers=turns_file.name if turns_file else None)
@@ -298,11 +298,20 @@ def _finish_diarizing(diarizer: Diarizer, path: Path) -> tuple[list | None, dict
     return turns, {"method": method, "speakers": n, "labelled": True}
 
 
-def recorded_at(path: Path) -> str:
-    """When a recording was made, as far as the file tells: its modification time (UTC, ISO)."""
+def recorded(path: Path) -> dict[str, str]:
+    """When a recording was made, as far as the file tells (ISO 8601), and how that is known: the date
+    its metadata gives (`audio.recording_date`), else its modification time (UTC), which a copy may
+    have changed. As the catalog's ``recorded_at`` and ``recorded_from``."""
     from datetime import datetime, timezone
 
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(microsecond=0).isoformat()
+    try:
+        found = audio_mod.recording_date(audio_mod.probe(path).tags)
+    except EarmarkError:  # not readable as audio: ingest reports that on its own
+        found = None
+    if found:
+        return {"recorded_at": found[0], "recorded_from": f"metadata: {found[1]}"}
+    mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(microsecond=0).isoformat()
+    return {"recorded_at": mtime, "recorded_from": "file modification time"}
 
 
 def index_transcript(library: Library, embedder: Embedder, transcript: Transcript,

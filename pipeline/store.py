@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS recordings (
     passages INTEGER DEFAULT 0,
     ingested_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    recorded_at TEXT               -- when the recording was made: the file's mtime at ingest, ISO
+    recorded_at TEXT,              -- when the recording was made, ISO: from its metadata, else its mtime
+    recorded_from TEXT             -- which: "metadata: <tag>" or "file modification time"
 );
 CREATE INDEX IF NOT EXISTS recordings_name ON recordings(file_name);
 """
@@ -62,6 +63,8 @@ class Recording:
     embed_model: str | None
     passages: int
     ingested_at: str
+    recorded_at: str | None = None  # when it was made (ISO, as precise as known)
+    recorded_from: str | None = None  # how that is known: "metadata: <tag>" or "file modification time"
 
 
 def now() -> str:
@@ -109,8 +112,9 @@ class Library:
     def _migrate(self) -> None:
         """Bring a catalog made by an older earmark up to this schema (columns are only ever added)."""
         have = {r["name"] for r in self.db.execute("PRAGMA table_info(recordings)")}
-        if "recorded_at" not in have:
-            self.db.execute("ALTER TABLE recordings ADD COLUMN recorded_at TEXT")
+        for column in ("recorded_at", "recorded_from"):
+            if column not in have:
+                self.db.execute(f"ALTER TABLE recordings ADD COLUMN {column} TEXT")
 
     def select(self, pattern: str | None = None, since: str | None = None, until: str | None = None) -> list[str]:
         """Hashes of recordings whose file name matches a glob and whose recording date is in range."""
@@ -205,20 +209,22 @@ class Library:
 
     def upsert_recording(self, sha256: str, *, file_name: str, path: str, size: int,
                          duration: float, status: str, languages: list[str],
-                         transcribe_model: dict, passages: int = 0, recorded_at: str | None = None) -> None:
+                         transcribe_model: dict, passages: int = 0, recorded_at: str | None = None,
+                         recorded_from: str | None = None) -> None:
         """Insert or update a recording's catalog row in one transaction."""
         ts = now()
         self.db.execute(
             """INSERT INTO recordings (sha256, file_name, path, size, duration, status, languages,
-                   transcribe_model, embed_model, passages, ingested_at, updated_at, recorded_at)
-               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+                   transcribe_model, embed_model, passages, ingested_at, updated_at, recorded_at, recorded_from)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                ON CONFLICT(sha256) DO UPDATE SET status=excluded.status, duration=excluded.duration,
                    languages=excluded.languages, transcribe_model=excluded.transcribe_model,
                    embed_model=excluded.embed_model, passages=excluded.passages,
                    updated_at=excluded.updated_at,
-                   recorded_at=COALESCE(excluded.recorded_at, recordings.recorded_at)""",
+                   recorded_at=COALESCE(excluded.recorded_at, recordings.recorded_at),
+                   recorded_from=COALESCE(excluded.recorded_from, recordings.recorded_from)""",
             (sha256, file_name, path, size, duration, status, json.dumps(languages),
-             json.dumps(transcribe_model), self.embed_model, passages, ts, ts, recorded_at))
+             json.dumps(transcribe_model), self.embed_model, passages, ts, ts, recorded_at, recorded_from))
 
     def durations(self) -> dict[str, float]:
         """Recording duration by file name, for checking that citations lie inside recordings."""
@@ -233,4 +239,5 @@ def _recording(row: sqlite3.Row) -> Recording:
         sha256=row["sha256"], file_name=row["file_name"], path=row["path"], size=row["size"],
         duration=row["duration"], status=row["status"], languages=json.loads(row["languages"] or "[]"),
         transcribe_model=json.loads(row["transcribe_model"] or "{}"), embed_model=row["embed_model"],
-        passages=row["passages"] or 0, ingested_at=row["ingested_at"])
+        passages=row["passages"] or 0, ingested_at=row["ingested_at"], recorded_at=row["recorded_at"],
+        recorded_from=row["recorded_from"])

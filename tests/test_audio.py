@@ -87,3 +87,19 @@ def test_stream_of_a_broken_file_is_a_clear_error(tmp_path):
     fake.write_text("not audio\n" * 100)
     with pytest.raises(AudioError, match="notes.wav: not decodable audio"):
         list(audio.stream(fake))
+
+
+@pytest.mark.parametrize("tags, expected", [
+    ({"creation_time": "2021-06-03T10:15:00.000000Z"}, ("2021-06-03T10:15:00+00:00", "creation_time")),
+    # An iPhone's local recording time wins over the container's UTC encoding time.
+    ({"com.apple.quicktime.creationdate": "2023-05-01T10:00:00+0200", "creation_time": "2023-05-01T08:00:05Z"},
+     ("2023-05-01T10:00:00+02:00", "com.apple.quicktime.creationdate")),
+    ({"origination_date": "2019-04-02", "origination_time": "13:45:10"}, ("2019-04-02T13:45:10", "origination_date")),
+    ({"date": "1961"}, ("1961", "date")),  # only as precise as the tag: no invented month or day
+    ({"date": "2019:04:02 10:11:12"}, ("2019-04-02T10:11:12", "date")),
+    ({"date": "0000-00-00"}, None), ({"date": "2019-13-01"}, None), ({"date": "last week"}, None), ({}, None),
+])
+def test_recording_date_is_read_from_the_tags_that_hold_it(tags, expected):
+    from pipeline.audio import recording_date
+
+    assert recording_date(tags) == expected

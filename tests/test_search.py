@@ -148,3 +148,66 @@ def test_llm_rerank_runs_the_model_and_returns_its_order(sample_library, embedde
     assert len(calls) == 1 and calls[0][0] == [h.passage_id for h in plain]
     assert [h.passage_id for h in ranked] == calls[0][1]  # search returns the model's order
     assert sorted(h.passage_id for h in ranked) == sorted(h.passage_id for h in plain)
+
+
+# ---------------------------------------------------------------- filters
+
+
+def test_filters_by_file_glob_language_and_speaker(run_cli, spanish_library, sample_library, monkeypatch):
+    def hits(library, *args):
+        monkeypatch.setenv("EARMARK_LIBRARY", str(library.root))
+        code, out, err = run_cli("search", *args, "--json")
+        assert code == 0, err
+        return json.loads(out)["hits"]
+
+    everything = hits(spanish_library, "sand country cotton")
+    assert {h["file"] for h in everything} >= {"picovoice-leopard-test-es.wav", "jfk-inaugural-1961-excerpt.flac"}
+    assert {h["file"] for h in hits(spanish_library, "sand country cotton", "--file", "*.flac")} == \
+        {"jfk-inaugural-1961-excerpt.flac"}
+    assert {h["file"] for h in hits(spanish_library, "sand country cotton", "--language", "es")} == \
+        {"picovoice-leopard-test-es.wav"}
+    # Only passages where Diane has a turn, and none of the one-voice speeches.
+    diane = hits(sample_library, "Chicago New Jersey", "--speaker", "Diane")
+    assert diane and all("Diane: " in h["text"] for h in diane)
+
+
+def _dated_copy(src, dest, **tags):
+    """A copy of a recording re-encoded by ffmpeg with the given metadata tags."""
+    import subprocess
+
+    meta = [a for k, v in tags.items() for a in ("-metadata", f"{k}={v}")]
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), *meta, str(dest)], check=True)
+    return dest
+
+
+def test_recording_dates_come_from_metadata_else_the_file_s_time_and_filter_search(run_cli, tmp_path, monkeypatch):
+    """A lawyer filters evidence by when it was recorded: the date the file's metadata gives (an MP4/M4A
+    creation time, an ID3 or FLAC date), not when it was last copied; the file's time only without one."""
+    import os
+
+    from .conftest import SAMPLES
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _dated_copy(SAMPLES / "jfk-inaugural-1961-excerpt.flac", folder / "jfk.flac", date="1961-01-20")
+    _dated_copy(SAMPLES / "librispeech-1995-1837-0001.wav", folder / "cotton.m4a",
+                creation_time="2021-06-03T10:15:00Z")
+    plain = _dated_copy(SAMPLES / "librispeech-1272-128104-0000.wav", folder / "quilter.wav")
+    os.utime(plain, (1_577_880_000, 1_577_880_000))  # 2020-01-01 12:00 UTC
+    library = tmp_path / "lib"
+    monkeypatch.setenv("EARMARK_LIBRARY", str(library))
+    assert run_cli("ingest", str(folder), "--no-diarize")[0] == 0
+    code, out, _ = run_cli("status", "--json")
+    dates = {r["file"]: (r["recorded_at"], r["recorded_from"]) for r in json.loads(out)["recordings"]}
+    assert dates == {"jfk.flac": ("1961-01-20", "metadata: date"),
+                     "cotton.m4a": ("2021-06-03T10:15:00+00:00", "metadata: creation_time"),
+                     "quilter.wav": ("2020-01-01T12:00:00+00:00", "file modification time")}
+
+    def files(*args):
+        code, out, err = run_cli("search", "country cotton middle classes", "--json", *args)
+        assert code == 0, err
+        return {h["file"] for h in json.loads(out)["hits"]}
+    assert files() == {"jfk.flac", "cotton.m4a", "quilter.wav"}
+    assert files("--until", "1999-12-31") == {"jfk.flac"}
+    assert files("--since", "2021-01-01") == {"cotton.m4a"}
+    assert files("--since", "2020-01-01", "--until", "2020-01-01") == {"quilter.wav"}

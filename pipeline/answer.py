@@ -23,7 +23,7 @@ from .embed import Embedder
 from .embed import load as load_embedder
 from .llm import chat_model, parse_json, structured
 from .records import SENTENCE_END, Answer, Citation, Hit, Segment, Word, mmss
-from .search import POOL, SearchOptions, search
+from .search import SearchOptions, search
 from .store import Library
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,13 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     """Answer a question from the library, with verified citations, or say that nothing was found."""
     custody.log_question(library, question)  # only if the library or EARMARK_AUDIT_QUESTIONS asks for it
     search_options = replace(search_options or SearchOptions(), k=options.k)
+    hits = search(library, embedder, question, search_options)
+    # "What did the second speaker say ...?": search found the passages where that speaker speaks; each
+    # is read as that speaker's words only, and judged on what is asked ("what did someone say ...?").
     asked = speakers.by_order(question)
-    if asked:  # "what did the second speaker say ...": only that speaker's words, in each recording
-        # Searched for as "what did someone say ...": "the first speaker" says who spoke, not what they
-        # said, and its words would find "the first great sorrow of his life".
-        topic = asked.naming(question)
-        hits, speaker_of = spoken_by(library, embedder, topic, asked, search_options)
-    else:
-        topic, (hits, speaker_of) = question, (search(library, embedder, question, search_options), {})
+    speaker_of = {h.file_hash: asked.of(list(library.transcript(h.file_hash).segments)) for h in hits} \
+        if asked else {}
+    topic = asked.naming(question) if asked else question
     # Relevance and support are judged by the support model (MiniLM by default, whose thresholds these
     # are), whatever embedder found the passages.
     judge = load_embedder(EmbedOptions(model=options.support_model))
@@ -88,23 +87,6 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
         if citation is not None:
             return Answer(question, text, True, (citation,))
     return quote(library, question, focused, about)
-
-
-def spoken_by(library: Library, embedder: Embedder, question: str, asked: speakers.SpeakerByOrder,
-              options: SearchOptions) -> tuple[list[Hit], dict[str, str]]:
-    """The best hits in which the speaker a question names by order speaks, and that speaker's label in
-    each of their recordings ("the second speaker" is Sheila in one call, SPEAKER_2 in a meeting).
-    Recordings without such a speaker (one voice, when the second is asked for) give no hits."""
-    label_of: dict[str, str | None] = {}
-    kept = []
-    for hit in search(library, embedder, question, replace(options, k=max(POOL, options.k))):
-        segments = library.transcript(hit.file_hash).segments
-        if hit.file_hash not in label_of:
-            label_of[hit.file_hash] = asked.of(list(segments))
-        label = label_of[hit.file_hash]
-        if label and any(s.speaker == label for s in _during(segments, hit.start, hit.end)):
-            kept.append(hit)
-    return kept[:options.k], {h: label for h, label in label_of.items() if label}
 
 
 def quote(library: Library, question: str, focused: list[tuple[Hit, list["Span"]]],

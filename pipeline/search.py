@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from . import lexical
+from . import lexical, speakers
 from .embed import Embedder
 from .errors import ConfigError
 from .records import Hit
@@ -72,6 +72,34 @@ def search(library: Library, embedder: Embedder, query: str, options: SearchOpti
     scope = Scope.of(library, options)
     if scope.hashes == []:
         return []
+    asked = speakers.by_order(query)
+    if asked:
+        hits = spoken_by(library, embedder, query, asked, options, scope)
+    else:
+        hits = _ranked(library, embedder, query, options, scope)
+    return hits if options.rerank == "none" else rerank(options.rerank, query, hits)
+
+
+def spoken_by(library: Library, embedder: Embedder, query: str, asked: speakers.SpeakerByOrder,
+              options: SearchOptions, scope: Scope) -> list[Hit]:
+    """The best passages in which the speaker a query names by order speaks ("what did the second
+    speaker say about Chicago?": Sheila on the call, SPEAKER_2 in a diarized meeting, no one in a
+    one-voice talk), searched for as "what did someone say about Chicago?": "the first speaker" says
+    who spoke, not what they said, and its words would find "the first great sorrow of his life"."""
+    label_of: dict[str, str | None] = {}
+    kept = []
+    for hit in _ranked(library, embedder, asked.naming(query), replace(options, k=max(POOL, options.k)), scope):
+        segments = library.transcript(hit.file_hash).segments
+        if hit.file_hash not in label_of:
+            label_of[hit.file_hash] = asked.of(list(segments))
+        label = label_of[hit.file_hash]
+        if label and any(s.speaker == label and s.end > hit.start and s.start < hit.end for s in segments):
+            kept.append(hit)
+    return kept[:options.k]
+
+
+def _ranked(library: Library, embedder: Embedder, query: str, options: SearchOptions, scope: Scope) -> list[Hit]:
+    """The passages most relevant to the query in the chosen mode, best first."""
     if options.mode == "dense":
         hits = _dense(library, embedder, query, options.k, scope)
     elif options.mode == "lexical":
@@ -81,7 +109,7 @@ def search(library: Library, embedder: Embedder, query: str, options: SearchOpti
         lexical_hits = _lexical(library, query, pool, scope)
         hits = fuse([_dense(library, embedder, query, pool, scope), lexical_hits,
                      in_phrase_order(query, lexical_hits)])[:options.k]
-    return hits if options.rerank == "none" else rerank(options.rerank, query, hits)
+    return hits
 
 
 def exact(library: Library, phrase: str, options: SearchOptions = SearchOptions()) -> list[Hit]:

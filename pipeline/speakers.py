@@ -105,10 +105,12 @@ _ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixt
 _NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
             "ten": 10}
 _SPEAKER_NOUN = r"(?:speaker|voice|person to speak|participant to speak)"
+# "met the speaker two weeks ago" counts weeks, not speakers.
+_UNITS = r"seconds?|minutes?|hours?|days?|weeks?|months?|years?|times|o'clock|percent|%"
 # "the second speaker", "the 2nd voice", "the last person to speak"; "speaker 2", "speaker two".
 _BY_ORDER = re.compile(
     rf"\bthe\s+(?P<ordinal>{'|'.join(_ORDINALS)}|\d+(?:st|nd|rd|th))\s+{_SPEAKER_NOUN}\b"
-    rf"|\bspeaker\s+(?P<number>\d+|{'|'.join(_NUMBERS)})\b", re.IGNORECASE)
+    rf"|\bspeaker\s+(?P<number>\d+|{'|'.join(_NUMBERS)})\b(?!\s+(?:{_UNITS}))", re.IGNORECASE)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ def test_one_voice_is_labelled_but_not_written_into_passages(run_cli):
     ("What did the last person to speak say?", -1), ("What did the first speaker promise?", 1),
     ("What did the speaker say about Chicago?", None), ("Who was the first to mention it?", None),
     ("What was the second thing the speaker said?", None), ("Which speaker spoke 2 times?", None),
+    ("When did she meet the speaker two weeks ago?", None), ("Did the speaker 3 years ago agree?", None),
 ])
 def test_a_speaker_named_by_order_of_speaking_is_recognised(question, n):
     asked = by_order(question)

@@ -136,12 +136,12 @@ def ingest_file(library: Library, embedder: Embedder, path: Path, options: Inges
             library.save_transcript(transcript)
     else:
         transcriber = transcriber or _Transcriber(options)
-        transcript = transcriber.transcript(path, sha, turns, report)
+        transcript, dated = transcriber.transcript(path, sha, turns, report)
         library.save_transcript(transcript)
         library.upsert_recording(sha, file_name=path.name, path=str(path.resolve()), size=path.stat().st_size,
                                  duration=transcript.duration, status="transcribed",
                                  languages=transcript.languages, transcribe_model=transcript.model,
-                                 **recorded(path))
+                                 **dated)
     n = index_transcript(library, embedder, transcript, options.chunk, report)
     custody.log_event(library.root, "ingest", file=path.name, sha256=sha, path=str(path.resolve()),
                       size=path.stat().st_size, speakers=turns_file.name if turns_file else None)
@@ -206,15 +206,17 @@ class _Transcriber:
         if self.pool is not None:
             self.pool.shutdown(cancel_futures=True)
 
-    def transcript(self, path: Path, sha: str, turns: list | None, report: IngestReport) -> Transcript:
+    def transcript(self, path: Path, sha: str, turns: list | None,
+                   report: IngestReport) -> tuple[Transcript, dict[str, str]]:
+        """The file's transcript and when it was recorded (`recorded`), transcribed here or by a worker."""
         future = self.pending.pop(path, None)
         if future is None:
-            transcript, timings = transcribe_file(path, sha, self.options, turns)
+            transcript, timings, dated = transcribe_file(path, sha, self.options, turns)
         else:
-            transcript, timings = future.result()
+            transcript, timings, dated = future.result()
         for stage, seconds in timings.items():
             report.add_time(stage, seconds)
-        return transcript
+        return transcript, dated
 
 
 def _worker_start(threads: int) -> None:
@@ -224,9 +226,10 @@ def _worker_start(threads: int) -> None:
 
 
 def transcribe_file(path: Path, sha: str, options: IngestOptions,
-                    turns: list | None = None) -> tuple[Transcript, dict[str, float]]:
+                    turns: list | None = None) -> tuple[Transcript, dict[str, float], dict[str, str]]:
     """Transcribe (and diarize) a file piece by piece as ffmpeg decodes it, so memory stays flat;
-    returns the transcript and the seconds spent per stage."""
+    returns the transcript, the seconds spent per stage and when it was recorded (`recorded`, from the
+    same ffprobe reading)."""
     report = IngestReport()
     info = audio_mod.probe(path)
     diarizer, failure = None, None
@@ -264,7 +267,7 @@ def transcribe_file(path: Path, sha: str, options: IngestOptions,
     transcript = Transcript(file_hash=sha, file_name=path.name, duration=round(samples / audio_mod.SAMPLE_RATE, 3),
                             segments=tuple(segments), model=model, created=now(),
                             translations=tuple(number(translations)))
-    return transcript, report.timings
+    return transcript, report.timings, recorded(path, info.tags)
 
 
 def _timed(items: Iterable, report: IngestReport, stage: str) -> Iterator:
@@ -298,16 +301,13 @@ def _finish_diarizing(diarizer: Diarizer, path: Path) -> tuple[list | None, dict
     return turns, {"method": method, "speakers": n, "labelled": True}
 
 
-def recorded(path: Path) -> dict[str, str]:
+def recorded(path: Path, tags: dict[str, str]) -> dict[str, str]:
     """When a recording was made, as far as the file tells (ISO 8601), and how that is known: the date
-    its metadata gives (`audio.recording_date`), else its modification time (UTC), which a copy may
-    have changed. As the catalog's ``recorded_at`` and ``recorded_from``."""
+    its metadata ``tags`` give (`audio.recording_date`), else its modification time (UTC), which a copy
+    may have changed. As the catalog's ``recorded_at`` and ``recorded_from``."""
     from datetime import datetime, timezone
 
-    try:
-        found = audio_mod.recording_date(audio_mod.probe(path).tags)
-    except EarmarkError:  # not readable as audio: ingest reports that on its own
-        found = None
+    found = audio_mod.recording_date(tags)
     if found:
         return {"recorded_at": found[0], "recorded_from": f"metadata: {found[1]}"}
     mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(microsecond=0).isoformat()

@@ -22,7 +22,7 @@ from .config import AnswerOptions, EmbedOptions
 from .embed import Embedder
 from .embed import load as load_embedder
 from .llm import chat_model, parse_json, structured
-from .records import SENTENCE_END, Answer, Citation, Hit, Segment, Word, mmss
+from .records import SENTENCE_END, Answer, Citation, Hit, Segment, Word, during, mmss
 from .search import SearchOptions, search
 from .store import Library
 
@@ -126,9 +126,9 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     transcript = library.transcript(hit.file_hash)
     pool, other = ((transcript.translations, transcript.segments) if hit.translated
                    else (transcript.segments, transcript.translations))
-    every = sentences(_during([s for s in pool if s.flag is None], hit.start, hit.end))
+    every = sentences(during([s for s in pool if s.flag is None], hit.start, hit.end))
     # Only the other rendering's segments near these sentences: a long recording has thousands.
-    other = _during([s for s in other if s.flag is None], min((s.start for s in every), default=0.0),
+    other = during([s for s in other if s.flag is None], min((s.start for s in every), default=0.0),
                     max((s.end for s in every), default=0.0))
     # A recording's name says what it is about ("capitan-veneno"), as its neighbours do for a sentence.
     name = " ".join(w for w in re.split(r"[\W_]+", Path(hit.file).stem) if w)
@@ -138,7 +138,7 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     if speaker is not None:  # (their neighbours, whoever said them, stay their context)
         theirs = [s for s in transcript.segments if s.speaker == speaker]
         # A translation carries no speakers: a sentence of it is theirs if they speak at that time.
-        every = [s for s in every if s.speaker == speaker or s.speaker is None and _during(theirs, s.start, s.end)]
+        every = [s for s in every if s.speaker == speaker or s.speaker is None and during(theirs, s.start, s.end)]
     # Fragments ("Hello.", "So I") answer nothing but distract a small model; keep them only if alone.
     spans = [s for s in every if len(s.text.split()) >= MIN_SENTENCE_WORDS] or every
     if len(spans) > FOCUS_SENTENCES:
@@ -151,7 +151,7 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     shown = _shown(transcript, hit, spans, start, end)
     if any(s.foreign for s in spans):
         # Foreign speech is shown in every word spoken in that time: any of its sentences may be cited.
-        spans += [s for s in _during(every, start, end) if s not in spans]
+        spans += [s for s in during(every, start, end) if s not in spans]
     return replace(hit, start=start, end=end, text=shown), spans
 
 
@@ -163,19 +163,14 @@ def _shown(transcript, hit: Hit, spans: list["Span"], start: float, end: float) 
         return "\n".join(s.evidence for s in spans)  # English speech
     english = "\n".join(s.evidence for s in spans) if hit.translated else \
         " ".join(dict.fromkeys(s.parallel for s in spans if s.parallel))
-    spoken = _during([s for s in transcript.segments if s.flag is None], start, end)
+    spoken = during([s for s in transcript.segments if s.flag is None], start, end)
     said = "\n".join(Span(s.start, s.end, s.text, s.speaker).evidence for s in spoken or spans)
     return f"{said}\n(machine translation: {english})"
 
 
-def _during(segments: list, start: float, end: float) -> list:
-    """The segments (or spans) that overlap the time from start to end."""
-    return [s for s in segments if s.end > start and s.start < end]
-
-
 def _parallel(span: "Span", other: list[Segment]) -> dict:
     """The other rendering's segments that overlap a sentence: their text and their time range."""
-    overlapping = _during(other, span.start, span.end)
+    overlapping = during(other, span.start, span.end)
     if not overlapping:
         return {}
     return {"parallel": " ".join(s.text for s in overlapping),
@@ -222,7 +217,7 @@ def one_rendering(hits: list[Hit]) -> list[Hit]:
     is as likely to give up (or to copy the prompt's example) as to answer."""
     kept: list[Hit] = []
     for h in hits:
-        if not any(k.file_hash == h.file_hash and k.translated != h.translated and _during([k], h.start, h.end)
+        if not any(k.file_hash == h.file_hash and k.translated != h.translated and during([k], h.start, h.end)
                    for k in kept):
             kept.append(h)
     return kept
@@ -233,7 +228,7 @@ def _english(library: Library, hit: Hit) -> str:
     if hit.translated:
         return ""
     translations = library.transcript(hit.file_hash).translations
-    return " ".join(s.text for s in _during([s for s in translations if s.flag is None], hit.start, hit.end))
+    return " ".join(s.text for s in during([s for s in translations if s.flag is None], hit.start, hit.end))
 
 
 def _generate(question: str, hits: list[Hit], options: AnswerOptions,
@@ -361,7 +356,7 @@ def _citation(library: Library, n: int, hit: Hit, chosen: list["Span"],
     if also:
         start, end = min(start, also[0]), max(end, also[1])
     if hit.translated or also:
-        spoken = _during(library.transcript(hit.file_hash).segments, start, end)
+        spoken = during(library.transcript(hit.file_hash).segments, start, end)
         start, end = min([start] + [s.start for s in spoken]), max([end] + [s.end for s in spoken])
         text = " ".join(s.text for s in spoken)
     else:

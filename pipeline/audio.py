@@ -155,14 +155,15 @@ def _iso(value: str) -> str | None:
     return moment.isoformat() + (zone or "")
 
 
-def stream(path: str | Path, block_seconds: float = 300.0) -> Iterator[Block]:
+def stream(path: str | Path, block_seconds: float = 300.0, channels: int | None = None) -> Iterator[Block]:
     """The file as consecutive 16 kHz blocks of `block_seconds`, decoded by ffmpeg as they are read.
 
     A two-channel file keeps its channels in `Block.channels` beside the mono mix (their mean);
-    more channels are mixed down by ffmpeg. Raises AudioError naming the file if
+    more channels are mixed down by ffmpeg. ``channels``, if the caller has probed the file already,
+    saves probing it again. Raises AudioError naming the file if
     ffmpeg fails or the file holds no samples."""
     path = Path(path)
-    two = probe(path).channels == 2
+    two = (probe(path).channels if channels is None else channels) == 2
     width = 2 if two else 1
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-vn", "-f", "s16le",
            "-acodec", "pcm_s16le", "-ar", str(SAMPLE_RATE), "-ac", str(width), "-"]

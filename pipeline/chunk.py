@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .config import ChunkOptions
-from .records import SENTENCE_END, Passage, Segment, Transcript
+from .records import SENTENCE_END, Passage, Segment, Transcript, during
 
 def passages(transcript: Transcript, options: ChunkOptions = ChunkOptions()) -> list[Passage]:
     """Passages over a transcript's indexable segments, then over its English renderings, if any."""
@@ -23,7 +23,7 @@ def passages(transcript: Transcript, options: ChunkOptions = ChunkOptions()) -> 
 
 def _spoken_language(transcript: Transcript, group: list[Segment]) -> str:
     """The language spoken under some translated segments (their text is English)."""
-    langs = [s.language for s in transcript.segments if s.end > group[0].start and s.start < group[-1].end]
+    langs = [s.language for s in during(transcript.segments, group[0].start, group[-1].end)]
     return max(set(langs), key=langs.count) if langs else "en"
 
 

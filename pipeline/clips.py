@@ -22,7 +22,7 @@ from .audio import sha256_file
 from .custody import log_event, require_intact
 from .errors import AudioError, ConfigError, CustodyError, RangeError
 from .export import Range, record_redactions, redact_transcript, to_json, to_txt
-from .records import Answer, Transcript
+from .records import Answer, Transcript, during
 from .store import Library, Recording, now, write_atomic
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def _check_span(rec: Recording, start: float, end: float) -> None:
 def segments_in(t: Transcript, start: float, end: float) -> list[dict]:
     """The segments overlapping [start, end], with their times and speakers."""
     return [{"id": s.id, "start": s.start, "end": s.end, "speaker": s.speaker, "text": s.text.strip()}
-            for s in t.segments if s.end > start and s.start < end]
+            for s in during(t.segments, start, end)]
 
 
 def _provenance(t: Transcript) -> dict:

@@ -242,7 +242,7 @@ def transcribe_file(path: Path, sha: str, options: IngestOptions,
     segments: list = []
     translations: list = []
     samples = 0
-    for piece, regions in _timed(vad.pieces(audio_mod.stream(path)), report, "decode+vad"):
+    for piece, regions in _timed(vad.pieces(audio_mod.stream(path, channels=info.channels)), report, "decode+vad"):
         t = time.perf_counter()
         spoken, english = transcribe_piece(piece, regions, options.transcribe)
         segments += spoken

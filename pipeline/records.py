@@ -120,6 +120,11 @@ class Answer:
 SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
 
 
+def during(items, start: float, end: float) -> list:
+    """The items (segments, sentences, hits: anything with start and end) that overlap start to end."""
+    return [s for s in items if s.end > start and s.start < end]
+
+
 def mmss(seconds: float) -> str:
     """Format seconds as mm:ss (h:mm:ss past an hour), rounded down."""
     s = int(seconds)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from . import lexical, speakers
 from .embed import Embedder
 from .errors import ConfigError
-from .records import Hit
+from .records import Hit, during
 from .rerank import rerank
 from .store import Library
 
@@ -93,7 +93,7 @@ def spoken_by(library: Library, embedder: Embedder, query: str, asked: speakers.
         if hit.file_hash not in label_of:
             label_of[hit.file_hash] = asked.of(list(segments))
         label = label_of[hit.file_hash]
-        if label and any(s.speaker == label and s.end > hit.start and s.start < hit.end for s in segments):
+        if label and any(s.speaker == label for s in during(segments, hit.start, hit.end)):
             kept.append(hit)
     return kept[:options.k]
 

@@ -134,6 +134,29 @@ def test_the_encoder_takes_one_window_at_a_time_and_gives_what_a_batch_would(mon
     assert np.allclose(out, batched, atol=1e-4)
 
 
+def test_words_are_aligned_a_window_at_a_time_and_as_if_alone(monkeypatch):
+    """Aligning a batch of windows held the cross-attention of all of them at once (the transient that
+    made a 3-hour file's peak memory grow past a 10-minute one's); one window a call, and a window's
+    word times are those it gets when decoded alone, whatever shares its batch."""
+    from pipeline.transcribe import FasterWhisper, Job, backend
+
+    engine = backend(TranscribeOptions())
+    assert isinstance(engine, FasterWhisper)
+    jfk = audio.load(SAMPLES / "jfk-inaugural-1961-excerpt.flac").samples
+    other = audio.load(real("librispeech-1272-128104-0000.wav")).samples
+    # The second window opens with 3 s of silence: its first word lies far from time 0.
+    late = np.concatenate([np.zeros(3 * audio.SAMPLE_RATE, dtype=np.float32), other])
+    alone = engine.decode([Job(late, "en", False)], TranscribeOptions())[0][0]
+    sizes: list[int] = []
+    real_align = engine.model.find_alignment
+    monkeypatch.setattr(engine.model, "find_alignment",
+                        lambda tokenizer, tokens, *a, **k: sizes.append(len(tokens)) or real_align(tokenizer, tokens, *a, **k))
+    (first, _), (second, _) = engine.decode([Job(jfk, "en", False), Job(late, "en", False)], TranscribeOptions())
+    assert sizes == [1, 1]
+    assert first and [w["start"] for s in second for w in s["words"]] == [w["start"] for s in alone for w in s["words"]]
+    assert second[0]["words"][0]["start"] >= 2.5
+
+
 def test_silence_and_noise_produce_no_speech(tmp_path):
     rng = np.random.default_rng(0)
     quiet = np.concatenate([np.zeros(16000 * 10), rng.normal(0, 0.003, 16000 * 10)]).astype(np.float32)

@@ -25,6 +25,7 @@ from .llm import chat_model, parse_json, structured
 from .records import SENTENCE_END, Answer, Citation, Hit, Segment, Word, during, mmss
 from .search import SearchOptions, search
 from .store import Library
+from .translation import Translator
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,16 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     # Relevance and support are judged by the support model (MiniLM by default, whose thresholds these
     # are), whatever embedder found the passages.
     judge = load_embedder(EmbedOptions(model=options.support_model))
+    translator = Translator(library, options) if options.translate else None
     hits = relevant(judge, topic, [h for h in hits if not _injection(h)], options.min_relevance,
-                    english=lambda h: _english(library, h))
+                    english=lambda h: _english(library, h, translator))
     if not hits:
         return Answer(question, NOT_FOUND, False)
     # Each passage is read and checked against the question as it stands in its recording: "where does
     # the first speaker live?" is "where does Diane live?" on the call, "... SPEAKER_1 ..." elsewhere.
     about = {h.file_hash: asked.naming(question, speaker_of[h.file_hash]) if asked else question for h in hits}
-    focused = [focus(library, judge, about[h.file_hash], h, speaker_of.get(h.file_hash)) for h in one_rendering(hits)]
+    focused = [focus(library, judge, about[h.file_hash], h, speaker_of.get(h.file_hash), translator)
+               for h in one_rendering(hits)]
     focused = [(h, spans) for h, spans in focused if spans]
     if not focused:
         return Answer(question, NOT_FOUND, False)
@@ -114,14 +117,16 @@ MIN_SENTENCE_WORDS = 3
 
 
 def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
-          speaker: str | None = None) -> tuple[Hit, list["Span"]]:
+          speaker: str | None = None, translator: Translator | None = None) -> tuple[Hit, list["Span"]]:
     """The hit cut down to its sentences most relevant to the question, most relevant first; with
     ``speaker``, to that speaker's sentences only (a question about what one speaker said).
 
     Small models lean on what they read first, so relevance, not time, orders the sentences. Each
     sentence carries its neighbours and, in a non-English recording, the same moment in the other
     rendering (the English translation of spoken words, or the spoken words of a translation): a model
-    may answer in English from the words spoken, and the check must be able to see that.
+    may answer in English from the words spoken, and the check must be able to see that. With a
+    ``translator``, a foreign sentence also carries the answering model's English rendering of its
+    spoken words, which the model reads in place of Whisper's translation.
     """
     transcript = library.transcript(hit.file_hash)
     pool, other = ((transcript.translations, transcript.segments) if hit.translated
@@ -135,6 +140,11 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     every = [replace(s, context=" ".join([name] + [x.evidence for x in every[max(0, k - 1):k + 2] if x is not s]),
                      **_parallel(s, other)) for k, s in enumerate(every)]
     every = [replace(s, foreign=hit.translated or bool(s.parallel)) for s in every]
+    if translator is not None and any(s.foreign for s in every):
+        foreign = [s for s in every if s.foreign]
+        rendered = dict(zip(map(id, foreign), translator.english(
+            hit.file_hash, [s.parallel if hit.translated else s.text for s in foreign])))
+        every = [replace(s, rendered=rendered.get(id(s), "")) for s in every]
     if speaker is not None:  # (their neighbours, whoever said them, stay their context)
         theirs = [s for s in transcript.segments if s.speaker == speaker]
         # A translation carries no speakers: a sentence of it is theirs if they speak at that time.
@@ -161,8 +171,9 @@ def _shown(transcript, hit: Hit, spans: list["Span"], start: float, end: float) 
     that the model can read, and copy, from the original."""
     if not any(s.foreign for s in spans):
         return "\n".join(s.evidence for s in spans)  # English speech
-    english = "\n".join(s.evidence for s in spans) if hit.translated else \
-        " ".join(dict.fromkeys(s.parallel for s in spans if s.parallel))
+    english = " ".join(dict.fromkeys(s.rendered for s in spans if s.rendered)) or \
+        ("\n".join(s.evidence for s in spans) if hit.translated else
+         " ".join(dict.fromkeys(s.parallel for s in spans if s.parallel)))
     spoken = during([s for s in transcript.segments if s.flag is None], start, end)
     said = "\n".join(Span(s.start, s.end, s.text, s.speaker).evidence for s in spoken or spans)
     return f"{said}\n(machine translation: {english})"
@@ -188,18 +199,18 @@ def _injection(hit: Hit) -> bool:
 
 
 def relevant(embedder: Embedder, question: str, hits: list[Hit], floor: float, spread: float = 0.2,
-             english: Callable[[Hit], str] = lambda h: "") -> list[Hit]:
+             english: Callable[[Hit], list[str]] = lambda h: []) -> list[Hit]:
     """Hits worth showing the model: similar enough to the question, and near the best one.
 
     Similarity is the embedder's cosine, whatever search mode ranked the hits, taken on the hit's text
-    or on its English rendering (``english``), whichever is closer: the judge reads English, and a
+    or on its English renderings (``english``), whichever is closest: the judge reads English, and a
     multilingual search finds Spanish speech by its Spanish words. A small model shown a weakly
     related passage beside the right one borrows words from it, so passages far below the best are
     left out; if even the best is below the floor, nothing is relevant.
     """
     if not hits:
         return []
-    renderings = [(i, text) for i, text in enumerate(english(h) for h in hits) if text]
+    renderings = [(i, text) for i, h in enumerate(hits) for text in english(h) if text]
     vecs = embedder.embed([question] + [h.text for h in hits] + [text for _, text in renderings])
     sims = vecs[1:1 + len(hits)] @ vecs[0]
     for (i, _), sim in zip(renderings, vecs[1 + len(hits):] @ vecs[0]):
@@ -223,12 +234,17 @@ def one_rendering(hits: list[Hit]) -> list[Hit]:
     return kept
 
 
-def _english(library: Library, hit: Hit) -> str:
-    """The English rendering of a spoken hit's time (Whisper's translation), or "" if it has none."""
-    if hit.translated:
-        return ""
-    translations = library.transcript(hit.file_hash).translations
-    return " ".join(s.text for s in during([s for s in translations if s.flag is None], hit.start, hit.end))
+def _english(library: Library, hit: Hit, translator: Translator | None = None) -> list[str]:
+    """The English renderings of a hit's time that are not its own text: Whisper's translation of a
+    spoken hit, and the answering model's rendering of the foreign words spoken (with a translator)."""
+    transcript = library.transcript(hit.file_hash)
+    out = [] if hit.translated else \
+        [" ".join(s.text for s in during([s for s in transcript.translations if s.flag is None], hit.start, hit.end))]
+    if translator is not None:
+        spoken = [s for s in during(transcript.segments, hit.start, hit.end) if s.flag is None]
+        if any(s.language != "en" for s in spoken):
+            out.append(" ".join(translator.english(hit.file_hash, [s.text for s in sentences(spoken)])))
+    return [text for text in out if text.strip()]
 
 
 def _generate(question: str, hits: list[Hit], options: AnswerOptions,
@@ -253,6 +269,7 @@ class Span:
     parallel: str = ""  # the same moment in the other rendering (translation or spoken words)
     parallel_span: tuple[float, float] | None = None  # the time that other rendering covers
     foreign: bool = False  # speech not in English: a translation, or spoken words that have one
+    rendered: str = ""  # the answering model's English rendering of its foreign words (translation.py)
 
     @property
     def evidence(self) -> str:
@@ -262,12 +279,12 @@ class Span:
     @property
     def said(self) -> str:
         """Its words in either rendering, without the speaker (what embeddings compare)."""
-        return f"{self.text} {self.parallel}".strip()
+        return f"{self.text} {self.parallel} {self.rendered}".strip()
 
     @property
     def attests(self) -> str:
         """What a citation of this sentence vouches for: its words in either rendering."""
-        return f"{self.evidence} {self.parallel}".strip()
+        return f"{self.evidence} {self.parallel} {self.rendered}".strip()
 
 
 # "Mr." or "J." ends a word, not a sentence.

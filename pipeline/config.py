@@ -87,3 +87,6 @@ class AnswerOptions:
     # thresholds are calibrated on its cosines. e5's cosines are all between about 0.77 and 0.88, so
     # the search embedder cannot tell relevant from unrelated by a threshold.
     support_model: str = _env("EARMARK_SUPPORT_MODEL", "all-MiniLM-L6-v2")
+    # Foreign speech is rendered into English by the answering model when a question first needs it
+    # (translation.py; kept in the library), beside Whisper's own translation; 0 uses Whisper's alone.
+    translate: bool = _env("EARMARK_LLM_TRANSLATE", "1") != "0"

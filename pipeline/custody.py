@@ -262,6 +262,7 @@ def delete_recording(library: Library, rec: Recording) -> Path:
         library.db.execute("BEGIN")
         lexical.replace_file(library.db, rec.sha256, [])
         library.db.execute("DELETE FROM recordings WHERE sha256=?", (rec.sha256,))
+        library.db.execute("DELETE FROM renderings WHERE file_hash=?", (rec.sha256,))
     log_event(library.root, "delete", file=rec.file_name, sha256=rec.sha256, path=rec.path,
               moved_to=str(dest.relative_to(library.root)))
     return dest

@@ -47,6 +47,14 @@ CREATE TABLE IF NOT EXISTS recordings (
     recorded_from TEXT             -- which: "metadata: <tag>" or "file modification time"
 );
 CREATE INDEX IF NOT EXISTS recordings_name ON recordings(file_name);
+-- English renderings of foreign sentences by the answering LLM (translation.py), made when asked for.
+CREATE TABLE IF NOT EXISTS renderings (
+    file_hash TEXT NOT NULL,
+    model TEXT NOT NULL,           -- the LLM backend and model that wrote it
+    source TEXT NOT NULL,          -- the transcribed sentence
+    english TEXT NOT NULL,
+    PRIMARY KEY (file_hash, model, source)
+);
 """
 
 
@@ -225,6 +233,18 @@ class Library:
                    recorded_from=COALESCE(excluded.recorded_from, recordings.recorded_from)""",
             (sha256, file_name, path, size, duration, status, json.dumps(languages),
              json.dumps(transcribe_model), self.embed_model, passages, ts, ts, recorded_at, recorded_from))
+
+    # --- English renderings (translation.py) ----------------------------------------------------
+    def renderings(self, file_hash: str, model: str, sources: list[str]) -> dict[str, str]:
+        """The stored English renderings of some of a recording's sentences, by source text."""
+        rows = self.db.execute("SELECT source, english FROM renderings WHERE file_hash=? AND model=?",
+                               (file_hash, model)).fetchall()
+        wanted = set(sources)
+        return {r["source"]: r["english"] for r in rows if r["source"] in wanted}
+
+    def add_rendering(self, file_hash: str, model: str, source: str, english: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO renderings (file_hash, model, source, english) VALUES (?, ?, ?, ?)",
+                        (file_hash, model, source, english))
 
     def durations(self) -> dict[str, float]:
         """Recording duration by file name, for checking that citations lie inside recordings."""

@@ -1,6 +1,7 @@
 """Answers with the embedded LLM on a real library: cited, narrowed, verified, or 'nothing found'."""
 
 import json
+import re
 
 import pytest
 
@@ -287,7 +288,7 @@ def test_spoken_foreign_speech_is_judged_relevant_by_its_english_rendering(spani
     question = "How coarse is the grain of the sand?"
     spoken = next(h for h in search(spanish_library, embedder, question, SearchOptions(k=10))
                   if h.file == "picovoice-leopard-test-es.wav" and not h.translated)
-    english = _english(spanish_library, spoken)
+    english = " ".join(_english(spanish_library, spoken))
     assert "grain" in english and "grano" not in english
     floor = AnswerOptions().min_relevance
     assert relevant(judge, question, [spoken], floor) == []  # Spanish words, read by an English model
@@ -391,3 +392,33 @@ def test_ask_what_a_speaker_named_by_order_said(sample_library, embedder, who, p
     segments = sample_library.transcript(a.citations[0].file_hash).segments
     cited = [s for s in segments if s.end > a.citations[0].start and s.start < a.citations[0].end]
     assert a.citations[0].file == CALL and {s.speaker for s in cited} == {name}
+
+
+def test_foreign_speech_is_rendered_by_the_answering_model_once_and_kept(spanish_library):
+    """The answering model renders Spanish speech in English ("medium-grained", where Whisper base's
+    translation says "the middle grain"); a rendering is made once per sentence and kept in the library."""
+    from pipeline.translation import Translator
+
+    rec = next(r for r in spanish_library.recordings() if r.file_name == "picovoice-leopard-test-es.wav")
+    spoken = " ".join(s.text for s in spanish_library.transcript(rec.sha256).segments)
+    translator = Translator(spanish_library, AnswerOptions())
+    [english] = translator.english(rec.sha256, [spoken])
+    assert "sand" in english.lower() and "medium" in english.lower() and "blancas" not in english.lower()
+    again = Translator(spanish_library, AnswerOptions())
+    again._render = lambda text: pytest.fail("rendered twice")
+    assert again.english(rec.sha256, [spoken]) == [english]
+    assert spanish_library.renderings(rec.sha256, translator.model, [spoken]) == {spoken.strip(): english}
+
+
+def test_a_question_only_the_llm_rendering_answers(tmp_path, embedder):
+    """'A quick check is not possible to learn from an officer' is Whisper base's translation of 'Uma
+    raposa velha não consegue aprender nenhum ofício': nothing in it is about a fox, so the relevance
+    floor turns the passage away; the answering model's rendering says 'old fox'."""
+    from .conftest import SAMPLES, _ingested, real
+
+    lib = _ingested(tmp_path, embedder, [real("picovoice-leopard-test-pt.wav"), SAMPLES / "jfk-inaugural-1961-excerpt.flac"])
+    question = "What can an old fox never learn, according to the Portuguese proverb?"
+    assert not ask(lib, embedder, question, AnswerOptions(translate=False)).found
+    a = ask(lib, embedder, question, AnswerOptions())
+    assert a.found and a.citations[0].file == "picovoice-leopard-test-pt.wav", a
+    assert re.search(r"job|trade|craft|ofício|profession", a.answer, re.IGNORECASE), a.answer

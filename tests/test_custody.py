@@ -7,6 +7,8 @@ import multiprocessing
 
 import pytest
 
+from pipeline.store import Library
+
 JFK = "jfk-inaugural-1961-excerpt.flac"
 LIBRI = "librispeech-1272-128104-0000.wav"
 
@@ -147,6 +149,9 @@ def test_delete_removes_a_recording_everywhere_and_keeps_a_record(run_cli, clips
     sha = _sha(clips_dir / JFK)
     code, out, _ = run_cli("search", "ask not what your country can do for you", "--json")
     assert JFK in {h["file"] for h in json.loads(out)["hits"]}
+    lib = Library(tmp_path / "library")  # an English rendering kept for it (translation.py) goes too
+    lib.add_rendering(sha, "llama-cpp:default", "Ask not.", "Ask not.")
+    lib.close()
     code, out, _ = run_cli("delete", JFK)
     assert code == 0 and f"deleted {JFK}" in out
     status = json.loads(run_cli("status", "--json")[1])
@@ -156,6 +161,9 @@ def test_delete_removes_a_recording_everywhere_and_keeps_a_record(run_cli, clips
         assert JFK not in {h["file"] for h in hits}, mode
     library = tmp_path / "library"
     assert not list((library / "transcripts").glob(f"{sha}*"))
+    lib = Library(library)
+    assert lib.renderings(sha, "llama-cpp:default", ["Ask not."]) == {}
+    lib.close()
     assert json.loads((library / "deleted" / sha / f"{sha}.json").read_text())["file_name"] == JFK
     last = _audit(tmp_path)[-1]
     assert last["event"] == "delete" and last["sha256"] == sha and last["moved_to"] == f"deleted/{sha}"

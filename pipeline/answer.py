@@ -166,9 +166,10 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
 
 
 def _shown(transcript, hit: Hit, spans: list["Span"], start: float, end: float) -> str:
-    """The passage as the model reads it. Foreign speech is shown in the words spoken, then in its
-    machine translation: Whisper's translation garbles facts ("a same halberd" for "Leichenhalle")
-    that the model can read, and copy, from the original."""
+    """The passage as the model reads it. Foreign speech is shown in the words spoken, then in a
+    machine translation: the model's own rendering where there is one (translation.py), else Whisper's,
+    which garbles facts ("a same halberd" for "Leichenhalle") that the model can read, and copy, from
+    the original."""
     if not any(s.foreign for s in spans):
         return "\n".join(s.evidence for s in spans)  # English speech
     english = " ".join(dict.fromkeys(s.rendered for s in spans if s.rendered)) or \

@@ -114,8 +114,10 @@ class FasterWhisper:
     package = "faster-whisper"
     # Windows per decoder call (the encoder takes them one at a time, see _encode). Batches of 8 held
     # ~500 MB of encoder attention at once (1.44 GiB peak for a 10-minute archive, 1.84 for 60
-    # minutes); with 4: 1.23 and 1.41 GiB, and the same 11x realtime on the real recordings.
-    batch = 4
+    # minutes); with 4: 1.23 and 1.41 GiB, and the same 11x realtime on the real recordings. With 4,
+    # the decoder's cross-attention keys and values (~150 MB) set the 60-minute archive's peak (1190-
+    # 1204 MiB against 1004 for 10 minutes, +20%); with 2: 1138 (+9.5%), ~4% slower.
+    batch = 2
 
     def __init__(self, options: TranscribeOptions):
         from faster_whisper import WhisperModel

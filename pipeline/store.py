@@ -237,10 +237,12 @@ class Library:
     # --- English renderings (translation.py) ----------------------------------------------------
     def renderings(self, file_hash: str, model: str, sources: list[str]) -> dict[str, str]:
         """The stored English renderings of some of a recording's sentences, by source text."""
-        rows = self.db.execute("SELECT source, english FROM renderings WHERE file_hash=? AND model=?",
-                               (file_hash, model)).fetchall()
-        wanted = set(sources)
-        return {r["source"]: r["english"] for r in rows if r["source"] in wanted}
+        if not sources:
+            return {}
+        marks = ",".join("?" * len(sources))
+        rows = self.db.execute(f"SELECT source, english FROM renderings WHERE file_hash=? AND model=? "
+                               f"AND source IN ({marks})", (file_hash, model, *sources)).fetchall()
+        return {r["source"]: r["english"] for r in rows}
 
     def add_rendering(self, file_hash: str, model: str, source: str, english: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO renderings (file_hash, model, source, english) VALUES (?, ?, ?, ?)",

@@ -73,7 +73,7 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     # the first speaker live?" is "where does Diane live?" on the call, "... SPEAKER_1 ..." elsewhere.
     about = {h.file_hash: asked.naming(question, speaker_of[h.file_hash]) if asked else question for h in hits}
     focused = [focus(library, judge, about[h.file_hash], h, speaker_of.get(h.file_hash), translator)
-               for h in one_rendering(hits)]
+               for h in hits]
     focused = [(h, spans) for h, spans in focused if spans]
     if not focused:
         return Answer(question, NOT_FOUND, False)
@@ -221,18 +221,6 @@ def relevant(embedder: Embedder, question: str, hits: list[Hit], floor: float, s
         log.info("best passage %.3f below relevance floor %.2f", best, floor)
         return []
     return [h for h, s in zip(hits, sims) if s >= max(floor, best - spread)]
-
-
-def one_rendering(hits: list[Hit]) -> list[Hit]:
-    """The hits without those that are the other rendering of a better hit's moment: `focus` shows a
-    foreign passage in both renderings, and a small model shown the same words twice as two passages
-    is as likely to give up (or to copy the prompt's example) as to answer."""
-    kept: list[Hit] = []
-    for h in hits:
-        if not any(k.file_hash == h.file_hash and k.translated != h.translated and during([k], h.start, h.end)
-                   for k in kept):
-            kept.append(h)
-    return kept
 
 
 def _english(library: Library, hit: Hit, translator: Translator | None = None) -> list[str]:

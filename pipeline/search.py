@@ -7,6 +7,11 @@ third list, the lexical candidates that hold a run of the query's words in its o
 first: BM25 scores words one at a time and cannot tell "the world's fresh ornament" from a passage
 that has "world", "fresh" and "ornament" apart, and a quoted or remembered phrase is the strongest
 evidence a question can carry (on eval/sets/real.jsonl it took exact-phrase hit@1 from 0.86 to 1.0).
+
+Foreign speech is indexed twice, as spoken and in Whisper's English rendering; both are one moment
+of the recording, so every mode returns a moment once and fusion ranks moments, not rows: a Chinese
+clip found first by its characters (dense) and second by its English rendering (lexical) is one
+candidate that both lists agree on, not two that each list found once (`one_per_moment`).
 """
 
 from __future__ import annotations
@@ -100,16 +105,14 @@ def spoken_by(library: Library, embedder: Embedder, query: str, asked: speakers.
 
 def _ranked(library: Library, embedder: Embedder, query: str, options: SearchOptions, scope: Scope) -> list[Hit]:
     """The passages most relevant to the query in the chosen mode, best first."""
+    pool = max(POOL, options.k)
     if options.mode == "dense":
-        hits = _dense(library, embedder, query, options.k, scope)
-    elif options.mode == "lexical":
-        hits = _lexical(library, query, options.k, scope)
-    else:
-        pool = max(POOL, options.k)
-        lexical_hits = _lexical(library, query, pool, scope)
-        hits = fuse([_dense(library, embedder, query, pool, scope), lexical_hits,
-                     in_phrase_order(query, lexical_hits)])[:options.k]
-    return hits
+        return one_per_moment(_dense(library, embedder, query, pool, scope))[:options.k]
+    if options.mode == "lexical":
+        return one_per_moment(_lexical(library, query, pool, scope))[:options.k]
+    lexical_hits = _lexical(library, query, pool, scope)
+    return fuse([_dense(library, embedder, query, pool, scope), lexical_hits,
+                 in_phrase_order(query, lexical_hits)])[:options.k]
 
 
 def exact(library: Library, phrase: str, options: SearchOptions = SearchOptions()) -> list[Hit]:
@@ -151,15 +154,49 @@ def _occurrences(transcript, want: list[str], scope: Scope):
 
 
 def fuse(rankings: list[list[Hit]]) -> list[Hit]:
-    """Reciprocal rank fusion of several ranked lists; a hit's score becomes its fused score."""
+    """Reciprocal rank fusion of several ranked lists of moments (`one_per_moment`): a moment's score
+    is the sum over lists of 1 / (60 + its rank there), and it is shown by its first hit seen."""
+    moment = moments({h.passage_id: h for ranking in rankings for h in ranking}.values())
     scores: dict[str, float] = {}
     first: dict[str, Hit] = {}
     for ranking in rankings:
-        for rank, hit in enumerate(ranking, 1):
-            scores[hit.passage_id] = scores.get(hit.passage_id, 0.0) + 1.0 / (RRF_K + rank)
-            first.setdefault(hit.passage_id, hit)
+        for rank, hit in enumerate(one_per_moment(ranking, moment), 1):
+            key = moment[hit.passage_id]
+            scores[key] = scores.get(key, 0.0) + 1.0 / (RRF_K + rank)
+            first.setdefault(key, hit)
     order = sorted(scores, key=scores.get, reverse=True)
-    return [replace(first[pid], score=scores[pid]) for pid in order]
+    return [replace(first[key], score=scores[key]) for key in order]
+
+
+def moments(hits) -> dict[str, str]:
+    """Passage id -> the id of the moment it renders. A passage of spoken words is a moment of its
+    own; an English rendering belongs to the spoken passage of its recording among `hits` that it
+    overlaps most, if they share at least half of the shorter one's time (renderings are segmented
+    apart from the speech, so their bounds differ by a few tenths of a second); else to itself."""
+    hits = list(hits)
+    spoken = [h for h in hits if not h.translated]
+    out = {}
+    for h in hits:
+        out[h.passage_id] = h.passage_id
+        if not h.translated:
+            continue
+        shared, best = max(((min(h.end, k.end) - max(h.start, k.start), k) for k in spoken
+                            if k.file_hash == h.file_hash), key=lambda x: x[0], default=(0.0, None))
+        if best is not None and shared >= 0.5 * min(h.end - h.start, best.end - best.start):
+            out[h.passage_id] = best.passage_id
+    return out
+
+
+def one_per_moment(hits: list[Hit], moment: dict[str, str] | None = None) -> list[Hit]:
+    """The hits in order, less those whose moment (`moments`) an earlier hit already shows."""
+    moment = moment if moment is not None else moments(hits)
+    seen: set[str] = set()
+    kept = []
+    for h in hits:
+        if moment[h.passage_id] not in seen:
+            seen.add(moment[h.passage_id])
+            kept.append(h)
+    return kept
 
 
 def in_phrase_order(query: str, hits: list[Hit]) -> list[Hit]:

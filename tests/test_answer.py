@@ -6,7 +6,7 @@ import re
 import pytest
 
 from pipeline import prompts
-from pipeline.answer import _english, ask, focus, narrow, one_rendering, relevant, sentences
+from pipeline.answer import _english, ask, focus, narrow, relevant, sentences
 from pipeline.verify import about_in_context, about_question, novel_support, question_overlap, supports
 from pipeline.config import AnswerOptions
 from pipeline.errors import ConfigError
@@ -268,10 +268,11 @@ def test_an_answer_is_checked_against_both_renderings_of_foreign_speech(spanish_
     citation quotes the Spanish words spoken; an answer neither rendering holds is withheld."""
     lib = spanish_library
     question = "How coarse is the grain of the sand?"
-    hits = [h for h in search(lib, embedder, "sand grain", SearchOptions(k=10))
-            if h.file == "picovoice-leopard-test-es.wav"]
-    translated = next(h for h in hits if h.translated)
-    spoken = next(h for h in hits if not h.translated)
+    # Search returns a moment once; each rendering is found alone by its own words.
+    translated = search(lib, embedder, "sand grain", SearchOptions(mode="lexical"))[0]
+    spoken = search(lib, embedder, "arenas grano medio", SearchOptions(mode="lexical"))[0]
+    assert translated.translated and not spoken.translated and {translated.file, spoken.file} == {
+        "picovoice-leopard-test-es.wav"}
     for hit, answer in ((translated, "de grano medio"), (spoken, "The middle grain.")):
         hit, spans = focus(lib, judge, question, hit)
         # The model reads the words spoken first, then the translation, labelled as machine-made.
@@ -286,8 +287,8 @@ def test_an_answer_is_checked_against_both_renderings_of_foreign_speech(spanish_
 def test_spoken_foreign_speech_is_judged_relevant_by_its_english_rendering(spanish_library, embedder, judge):
     """Multilingual search finds the Spanish words spoken; the English judge reads their translation."""
     question = "How coarse is the grain of the sand?"
-    spoken = next(h for h in search(spanish_library, embedder, question, SearchOptions(k=10))
-                  if h.file == "picovoice-leopard-test-es.wav" and not h.translated)
+    spoken = search(spanish_library, embedder, "arenas grano medio", SearchOptions(mode="lexical"))[0]
+    assert spoken.file == "picovoice-leopard-test-es.wav" and not spoken.translated
     english = " ".join(_english(spanish_library, spoken))
     assert "grain" in english and "grano" not in english
     floor = AnswerOptions().min_relevance
@@ -313,17 +314,6 @@ def test_ask_shows_spanish_speech_once_judged_by_its_translation(spanish_library
     a = ask(spanish_library, embedder, "How coarse is the grain of the sand?", AnswerOptions())
     assert [h.file for h in shown].count("picovoice-leopard-test-es.wav") == 1
     assert a.found and "grano medio" in a.citations[0].text
-
-
-def test_a_moment_is_shown_once_whichever_rendering_found_it():
-    def hit(pid, start, end, translated, file_hash="es"):
-        return Hit(passage_id=pid, file_hash=file_hash, file=f"{file_hash}.wav", start=start, end=end, text=pid,
-                   score=0, translated=translated)
-
-    spoken, english = hit("spoken", 0.4, 5.4, False), hit("english", 0.4, 5.0, True)
-    later, other_file = hit("later", 6.0, 9.0, True), hit("other", 0.0, 5.0, False, "en")
-    assert one_rendering([spoken, other_file, english, later]) == [spoken, other_file, later]
-    assert one_rendering([english, spoken]) == [english]
 
 
 def test_a_sentence_about_the_question_only_with_its_neighbour_is_cited(sample_library, embedder, judge):

@@ -8,7 +8,7 @@ from pipeline import lexical
 from pipeline.errors import ConfigError
 from pipeline.records import Hit
 from pipeline import search as search_module
-from pipeline.search import SearchOptions, exact, fuse, in_phrase_order, search
+from pipeline.search import SearchOptions, exact, fuse, in_phrase_order, one_per_moment, search
 
 
 def test_lexical_finds_a_rare_name_and_hybrid_keeps_it_first(sample_library, embedder):
@@ -36,6 +36,33 @@ def test_rrf_rewards_agreement_between_lists():
     assert {x.passage_id for x in fused[:2]} == {"b", "c"}
     assert fused[0].score == pytest.approx(max(1 / 63 + 1 / 61, 2 / 62))
     assert {x.passage_id for x in fused} == {"a", "b", "c", "d"}
+
+
+def _timed(pid, start, end, translated=False, file_hash="zh"):
+    return Hit(passage_id=pid, file_hash=file_hash, file=f"{file_hash}.wav", start=start, end=end, text=pid,
+               score=0, translated=translated)
+
+
+def test_a_moment_is_returned_once_whichever_rendering_found_it():
+    spoken, english = _timed("spoken", 0.4, 5.4), _timed("english", 0.4, 5.0, True)
+    later, other_file = _timed("later", 13.0, 16.0, True), _timed("other", 0.0, 5.0, False, "en")
+    next_passage = _timed("next", 4.9, 12.0)  # overlaps the rendering by a carried segment only
+    assert one_per_moment([spoken, other_file, english, later, next_passage]) == \
+        [spoken, other_file, later, next_passage]
+    assert one_per_moment([english, spoken]) == [english]
+
+
+def test_fusion_ranks_moments_so_two_renderings_found_by_two_lists_agree():
+    """A Chinese clip found first by its characters (dense) and second by its English rendering
+    (lexical) is one moment both lists found, ahead of passages each list found once."""
+    chars, english = _timed("zh:0", 0.2, 3.64), _timed("zh:t0", 0.2, 3.8, True)
+    es, es_english = _timed("es:0", 0.2, 24.5, file_hash="es"), _timed("es:t0", 0.2, 25.0, True, "es")
+    dense = [chars, es_english, _timed("ja:0", 0.5, 4.6, file_hash="ja")]
+    lexical_hits = [es, english, _timed("en:0", 1.7, 19.2, file_hash="en")]
+    fused = fuse([dense, lexical_hits])
+    assert [h.passage_id for h in fused[:2]] == ["zh:0", "es:t0"]
+    assert fused[0].score == pytest.approx(1 / 61 + 1 / 62)
+    assert len(fused) == 4
 
 
 def test_phrase_length_counts_the_content_words_of_the_longest_run_in_order():

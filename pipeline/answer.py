@@ -140,11 +140,15 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     every = [replace(s, context=" ".join([name] + [x.evidence for x in every[max(0, k - 1):k + 2] if x is not s]),
                      **_parallel(s, other)) for k, s in enumerate(every)]
     every = [replace(s, foreign=hit.translated or bool(s.parallel)) for s in every]
+    renderings: list[tuple[Span, str]] = []
     if translator is not None and any(s.foreign for s in every):
-        foreign = [s for s in every if s.foreign]
-        rendered = dict(zip(map(id, foreign), translator.english(
-            hit.file_hash, [s.parallel if hit.translated else s.text for s in foreign])))
-        every = [replace(s, rendered=rendered.get(id(s), "")) for s in every]
+        # The model renders each sentence spoken once, as the relevance check did (`_english`): a
+        # translation's sentences are cut apart from the speech, and rendering the spoken words under
+        # each of them rendered the same speech twice, in two wordings, side by side.
+        spoken = sentences(other) if hit.translated else every
+        renderings = list(zip(spoken, translator.english(hit.file_hash, [s.text for s in spoken])))
+        every = [replace(s, rendered=" ".join(e for sp, e in renderings if e and during([sp], s.start, s.end)))
+                 if s.foreign else s for s in every]
     if speaker is not None:  # (their neighbours, whoever said them, stay their context)
         theirs = [s for s in transcript.segments if s.speaker == speaker]
         # A translation carries no speakers: a sentence of it is theirs if they speak at that time.
@@ -158,21 +162,22 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     if not spans:
         return hit, []
     start, end = min(s.start for s in spans), max(s.end for s in spans)
-    shown = _shown(transcript, hit, spans, start, end)
+    shown = _shown(transcript, hit, spans, start, end, renderings)
     if any(s.foreign for s in spans):
         # Foreign speech is shown in every word spoken in that time: any of its sentences may be cited.
         spans += [s for s in during(every, start, end) if s not in spans]
     return replace(hit, start=start, end=end, text=shown), spans
 
 
-def _shown(transcript, hit: Hit, spans: list["Span"], start: float, end: float) -> str:
+def _shown(transcript, hit: Hit, spans: list["Span"], start: float, end: float,
+           renderings: list[tuple["Span", str]] = ()) -> str:
     """The passage as the model reads it. Foreign speech is shown in the words spoken, then in a
-    machine translation: the model's own rendering where there is one (translation.py), else Whisper's,
-    which garbles facts ("a same halberd" for "Leichenhalle") that the model can read, and copy, from
-    the original."""
+    machine translation: the model's own rendering of each sentence spoken in that time where there is
+    one (translation.py), else Whisper's, which garbles facts ("a same halberd" for "Leichenhalle")
+    that the model can read, and copy, from the original."""
     if not any(s.foreign for s in spans):
         return "\n".join(s.evidence for s in spans)  # English speech
-    english = " ".join(dict.fromkeys(s.rendered for s in spans if s.rendered)) or \
+    english = " ".join(e for sp, e in renderings if e and during([sp], start, end)) or \
         ("\n".join(s.evidence for s in spans) if hit.translated else
          " ".join(dict.fromkeys(s.parallel for s in spans if s.parallel)))
     spoken = during([s for s in transcript.segments if s.flag is None], start, end)

@@ -400,6 +400,26 @@ def test_foreign_speech_is_rendered_by_the_answering_model_once_and_kept(spanish
     assert spanish_library.renderings(rec.sha256, translator.model, [spoken]) == {spoken.strip(): english}
 
 
+def test_a_translation_hit_shows_each_spoken_sentence_rendered_once(spanish_library, embedder, judge):
+    """Whisper cut its translation of the Spanish clip in three, the speech in two segments of one
+    sentence: the model reads that sentence rendered once, as the relevance check rendered it, not
+    each piece of speech under each piece of translation (the same words twice, worded two ways)."""
+    class Recorder:  # stands in for the answering model: which words are rendered is the point here
+        asked: list[str] = []
+
+        def english(self, file_hash, texts):
+            self.asked += texts
+            return [f"<{t.strip()}>" for t in texts]
+
+    hit = search(spanish_library, embedder, "sand grain", SearchOptions(mode="lexical"))[0]
+    spoken = sentences(spanish_library.transcript(hit.file_hash).segments)
+    assert hit.translated and len(spoken) == 1 and len(spanish_library.transcript(hit.file_hash).translations) > 1
+    translator = Recorder()
+    hit, spans = focus(spanish_library, judge, "How coarse is the grain of the sand?", hit, translator=translator)
+    assert [t.strip() for t in translator.asked] == [spoken[0].text.strip()]
+    assert hit.text.count(f"<{spoken[0].text.strip()}>") == 1 and "(machine translation: <" in hit.text
+
+
 def test_a_question_only_the_llm_rendering_answers(tmp_path, embedder):
     """'A quick check is not possible to learn from an officer' is Whisper base's translation of 'Uma
     raposa velha não consegue aprender nenhum ofício': nothing in it is about a fox, so the relevance

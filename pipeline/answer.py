@@ -147,7 +147,7 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
         # each of them rendered the same speech twice, in two wordings, side by side.
         spoken = sentences(other) if hit.translated else every
         renderings = list(zip(spoken, translator.english(hit.file_hash, [s.text for s in spoken])))
-        every = [replace(s, rendered=" ".join(e for sp, e in renderings if e and during([sp], s.start, s.end)))
+        every = [_rendered(s, [(sp, e) for sp, e in renderings if e and during([sp], s.start, s.end)])
                  if s.foreign else s for s in every]
     if speaker is not None:  # (their neighbours, whoever said them, stay their context)
         theirs = [s for s in transcript.segments if s.speaker == speaker]
@@ -183,6 +183,15 @@ def _shown(transcript, hit: Hit, spans: list["Span"], start: float, end: float,
     spoken = during([s for s in transcript.segments if s.flag is None], start, end)
     said = "\n".join(Span(s.start, s.end, s.text, s.speaker).evidence for s in spoken or spans)
     return f"{said}\n(machine translation: {english})"
+
+
+def _rendered(span: "Span", renderings: list[tuple["Span", str]]) -> "Span":
+    """The span with the model's renderings of the spoken sentences under it; the time those
+    sentences cover joins the time its other rendering covers (what a citation of it may quote)."""
+    if not renderings:
+        return span
+    times = [t for sp, _ in renderings for t in (sp.start, sp.end)] + list(span.parallel_span or ())
+    return replace(span, rendered=" ".join(e for _, e in renderings), parallel_span=(min(times), max(times)))
 
 
 def _parallel(span: "Span", other: list[Segment]) -> dict:
@@ -287,8 +296,12 @@ _ABBREVIATION = re.compile(r"^(?:mr|mrs|ms|dr|st|jr|sr|prof|vs|etc|no|[a-z])\.$"
 
 # A sentence Whisper's segments cut in two is joined again across a pause up to this long (seconds),
 # unless it already runs this long: unpunctuated speech would otherwise become one long "sentence".
+# Speech whose last segment ends in a comma (or ; :) is punctuated and mid-sentence: it runs on to
+# twice that, so a clause read after a breath ("..., seltsamen Vaganten, | namens Melchior Sternfels")
+# stays with the sentence it completes.
 MAX_SENTENCE_PAUSE = 1.0
 MAX_JOINED_SECONDS = 10.0
+CLAUSE_END = (",", ";", ":")
 
 
 def sentences(segs: list[Segment]) -> list[Span]:
@@ -312,7 +325,7 @@ def sentences(segs: list[Segment]) -> list[Span]:
             out.append(Span(seg.start, seg.end, seg.text, seg.speaker))
             continue
         if current and (seg.speaker != speaker or seg.words[0].start - current[-1].end > MAX_SENTENCE_PAUSE
-                        or current[-1].end - current[0].start > MAX_JOINED_SECONDS):
+                        or current[-1].end - current[0].start > _longest(current)):
             flush()
         speaker = seg.speaker
         for w in seg.words:
@@ -321,6 +334,11 @@ def sentences(segs: list[Segment]) -> list[Span]:
                 flush()
     flush()
     return out
+
+
+def _longest(words: list[Word]) -> float:
+    """How long a sentence may already run and still be joined to the next segment (see above)."""
+    return MAX_JOINED_SECONDS * (2 if words[-1].text.rstrip().endswith(CLAUSE_END) else 1)
 
 
 def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, spans: list["Span"], question: str,

@@ -332,7 +332,7 @@ def _segment(start: float, text: str, speaker: str | None = None, step: float = 
     return Segment(0, start, words[-1].end, text, words, "en", -0.2, 0.0, 1.2, speaker=speaker)
 
 
-def test_a_sentence_whisper_cut_in_two_is_one_sentence_unless_a_pause_or_a_new_voice_parts_it():
+def test_a_sentence_whisper_cut_in_two_is_one_sentence_unless_a_pause_a_new_voice_or_its_length_parts_it():
     one = [_segment(0.0, "I will say nothing of my past, nor of the circumstances"),
            _segment(4.6, "which led me to leave my country. It would be tedious.")]
     assert [s.text for s in sentences(one)] == [
@@ -345,6 +345,11 @@ def test_a_sentence_whisper_cut_in_two_is_one_sentence_unless_a_pause_or_a_new_v
     # Unpunctuated speech is cut at segment ends once a sentence runs past 10 s.
     long = [_segment(0.0, " ".join(["word"] * 30)), _segment(12.1, "and more")]
     assert len(sentences(long)) == 2
+    # Punctuated speech that breaks off at a comma runs on: the clause after the breath completes it
+    # (the Simplicissimus title page: "... seltsamen Vaganten, | namens Melchior Sternfels ...").
+    clause = [_segment(0.0, " ".join(["word"] * 29) + " Vaganten,"), _segment(12.6, "namens Melchior Sternfels.")]
+    assert [s.text.split()[-3:] for s in sentences(clause)] == [["namens", "Melchior", "Sternfels."]]
+    assert len(sentences(clause + [_segment(14.4, " ".join(["und"] * 55) + ","), _segment(37.0, "so.")])) == 3
 
 
 def test_an_answer_copied_across_whisper_s_segment_boundary_is_verified(sample_library, embedder, judge):
@@ -418,6 +423,27 @@ def test_a_translation_hit_shows_each_spoken_sentence_rendered_once(spanish_libr
     hit, spans = focus(spanish_library, judge, "How coarse is the grain of the sand?", hit, translator=translator)
     assert [t.strip() for t in translator.asked] == [spoken[0].text.strip()]
     assert hit.text.count(f"<{spoken[0].text.strip()}>") == 1 and "(machine translation: <" in hit.text
+
+
+def test_an_answer_only_the_model_s_rendering_attests_cites_the_whole_sentence_rendered(spanish_library,
+                                                                                       embedder, judge):
+    """Whisper translated the Spanish sentence in three pieces; the answering model rendered it whole.
+    An answer only that rendering holds cites the time of the sentence it rendered, and quotes all of
+    its words, not just those under the piece of translation the check read it beside."""
+    rendering = "The white sands of this beach are medium-grained and come from the Cistercian era."
+
+    class Fixed:  # the answering model's rendering, fixed: which time a citation covers is the point
+        def english(self, file_hash, texts):
+            return [rendering for _ in texts]
+
+    question = "How coarse is the grain of the sand?"
+    hit = search(spanish_library, embedder, "sand grain", SearchOptions(mode="lexical"))[0]
+    spoken = sentences(spanish_library.transcript(hit.file_hash).segments)[0]
+    hit, spans = focus(spanish_library, judge, question, hit, translator=Fixed())
+    assert hit.translated and len(spans) > 1
+    c = narrow(spanish_library, judge, 1, hit, spans, question, "medium-grained")
+    assert c is not None and c.start <= spoken.start + 0.1 and c.end >= spoken.end - 0.1
+    assert "grano medio" in c.text and c.text.startswith("las arenas")
 
 
 def test_a_question_only_the_llm_rendering_answers(tmp_path, embedder):

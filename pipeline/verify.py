@@ -38,11 +38,12 @@ CONTEXT_MIN_SIMILARITY = 0.25
 MIN_QUOTE_OVERLAP = 0.75
 
 # Words that say nothing about what is asked or claimed, on top of the common stopwords: question
-# words, and the pronouns and auxiliaries an answer uses to rephrase ("ask what your country can do
-# for you" -> "to stop asking what their country can do for them").
+# words, the pronouns and auxiliaries an answer uses to rephrase ("ask what your country can do
+# for you" -> "to stop asking what their country can do for them"), and words that point at a thing
+# without naming it: "his native country" does not say which country ("which country did he leave?").
 STOPWORDS = COMMON_STOPWORDS | frozenset(
     "according described mentioned speaker recording him them me my us its can could will would should "
-    "may might must shall has have had".split())
+    "may might must shall has have had native own certain particular respective".split())
 # A capitalised answer word of at least this many letters is attested by a span word this similar.
 NAME_MIN_LETTERS = 5
 NAME_MIN_RATIO = 80

@@ -112,6 +112,10 @@ def test_unknown_llm_backend_lists_the_valid_ones():
     # ... nor does one that adds only a modal to it ("useful" has the stem of the question's "use").
     ("What kind of batteries will the remote control use?", "remote control might be useful",
      "incorporating that into the design of a remote control might be useful", False),
+    # ... nor one that points at the thing asked for without naming it (eval q51, unanswerable).
+    ("Which country did the narrator leave behind?", "his native country",
+     "nor of the circumstances which led me to leave my native country.", False),
+    ("Which country did the narrator leave behind?", "his native Spain", "I left my native Spain.", True),
 ])
 def test_support_requires_the_answers_new_words_in_the_span(question, answer, span, ok):
     assert supports(question, answer, span) is ok

@@ -162,10 +162,14 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     if not spans:
         return hit, []
     start, end = min(s.start for s in spans), max(s.end for s in spans)
-    shown = _shown(transcript, hit, spans, start, end, renderings)
+    chosen = list(spans)
     if any(s.foreign for s in spans):
-        # Foreign speech is shown in every word spoken in that time: any of its sentences may be cited.
+        # Foreign speech is shown in every segment spoken in that time, each sentence of it rendered,
+        # and any of those sentences may be cited.
+        spoken = during([s for s in transcript.segments if s.flag is None], start, end)
+        start, end = min([start] + [s.start for s in spoken]), max([end] + [s.end for s in spoken])
         spans += [s for s in during(every, start, end) if s not in spans]
+    shown = _shown(transcript, hit, chosen, start, end, renderings)
     return replace(hit, start=start, end=end, text=shown), spans
 
 

@@ -1,6 +1,7 @@
 """Answers with the embedded LLM on a real library: cited, narrowed, verified, or 'nothing found'."""
 
 import json
+from dataclasses import replace
 import re
 
 import pytest
@@ -448,6 +449,40 @@ def test_an_answer_only_the_model_s_rendering_attests_cites_the_whole_sentence_r
     c = narrow(spanish_library, judge, 1, hit, spans, question, "medium-grained")
     assert c is not None and c.start <= spoken.start + 0.1 and c.end >= spoken.end - 0.1
     assert "grano medio" in c.text and c.text.startswith("las arenas")
+
+
+def test_foreign_speech_shown_is_rendered_to_the_end_of_its_last_segment():
+    """Whisper's last segment holds two sentences, and only the first is among the four sentences
+    chosen for the model; the model reads that segment whole, so it reads both sentences rendered,
+    and may cite either."""
+    import numpy as np
+
+    from pipeline.records import Transcript
+
+    spoken = [_segment(0.0, "Ya está la obra escrita."), _segment(3.5, "Y hasta impresa la tienes."),
+              _segment(7.0, "Ahí te la envío hoy."),
+              _segment(10.5, "¡A Dios, querido hermano! ¿Sabes cuánto te quiere Pedro?")]
+    english = (_segment(0.0, "The work is written and printed, I send it to you today.", step=0.8),
+               _segment(10.5, "Goodbye, dear brother! Do you know how much Pedro loves you?", step=0.5))
+    transcript = Transcript("h", "carta.mp3", 17.0, tuple(replace(s, language="es") for s in spoken), {}, "",
+                            english)
+
+    class Library:  # the transcript is all focus reads of a library
+        def transcript(self, file_hash):
+            return transcript
+
+    class Judge:  # every sentence close to the question but the one about Pedro
+        def embed(self, texts):
+            return np.array([[0.0, 1.0] if "Pedro" in t else [1.0, 0.0] for t in texts])
+
+    class Recorder:
+        def english(self, file_hash, texts):
+            return [f"<{t.strip()}>" for t in texts]
+
+    hit = Hit(passage_id="h:0", file_hash="h", file="carta.mp3", start=0.0, end=17.0, text="", score=1.0)
+    hit, spans = focus(Library(), Judge(), "Who sent the finished work?", hit, translator=Recorder())
+    assert "<¿Sabes cuánto te quiere Pedro?>" in hit.text and "<¡A Dios, querido hermano!>" in hit.text
+    assert any("Pedro" in s.text for s in spans)
 
 
 def test_a_question_only_the_llm_rendering_answers(tmp_path, embedder):

@@ -41,9 +41,13 @@ MIN_QUOTE_OVERLAP = 0.75
 # words, the pronouns and auxiliaries an answer uses to rephrase ("ask what your country can do
 # for you" -> "to stop asking what their country can do for them"), and words that point at a thing
 # without naming it: "his native country" does not say which country ("which country did he leave?").
+# Verbs of saying and hearing are how a question about a recording is put ("what did she say about
+# ...?", "who mentioned hearing a beep?"): like "mentioned", they say nothing of what it is about, and a
+# sentence that shares only them ("when you hear the bell") is not about the question.
 STOPWORDS = COMMON_STOPWORDS | frozenset(
     "according described mentioned speaker recording him them me my us its can could will would should "
-    "may might must shall has have had native own certain particular respective".split())
+    "may might must shall has have had native own certain particular respective "
+    "say says said saying tell tells told hear hears heard hearing talk talks talked speak speaks spoke".split())
 # A capitalised answer word of at least this many letters is attested by a span word this similar.
 NAME_MIN_LETTERS = 5
 NAME_MIN_RATIO = 80

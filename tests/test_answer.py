@@ -131,6 +131,10 @@ def test_a_cited_sentence_must_be_about_the_question():
     mourn = "Beyond the material loss, what did he really mourn?"
     assert about_question(mourn, "It was not so much the loss of the cotton itself, but the hopes", 0.49)
     assert not about_question(mourn, "The loss was in the cellar.", 0.2)
+    # A question about a recording is put in verbs of saying and hearing: sharing only those is not
+    # sharing its subject (eval q24: the Harvard list's bell, cited for the phone call's beep).
+    assert not about_question("Who mentioned hearing a beep?", "When you hear the bell, come quickly.", 0.26)
+    assert about_question("Who mentioned hearing a beep?", "Okay, I thought, you know, I heard a beep.", 0.26)
 
 
 def test_foreign_speech_is_about_the_question_by_its_cognates_and_english_by_its_stems_only():

@@ -131,9 +131,9 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     transcript = library.transcript(hit.file_hash)
     pool, other = ((transcript.translations, transcript.segments) if hit.translated
                    else (transcript.segments, transcript.translations))
-    every = sentences(during([s for s in pool if s.flag is None], hit.start, hit.end))
+    every = sentences(_indexed(pool, hit.start, hit.end))
     # Only the other rendering's segments near these sentences: a long recording has thousands.
-    other = during([s for s in other if s.flag is None], min((s.start for s in every), default=0.0),
+    other = _indexed(other, min((s.start for s in every), default=0.0),
                     max((s.end for s in every), default=0.0))
     # A recording's name says what it is about ("capitan-veneno"), as its neighbours do for a sentence.
     name = " ".join(w for w in re.split(r"[\W_]+", Path(hit.file).stem) if w)
@@ -166,7 +166,7 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     if any(s.foreign for s in spans):
         # Foreign speech is shown in every segment spoken in that time, each sentence of it rendered,
         # and any of those sentences may be cited.
-        spoken = during([s for s in transcript.segments if s.flag is None], start, end)
+        spoken = _indexed(transcript.segments, start, end)
         start, end = min([start] + [s.start for s in spoken]), max([end] + [s.end for s in spoken])
         spans += [s for s in during(every, start, end) if s not in spans]
     shown = _shown(transcript, hit, chosen, start, end, renderings)
@@ -184,9 +184,14 @@ def _shown(transcript, hit: Hit, spans: list["Span"], start: float, end: float,
     english = " ".join(e for sp, e in renderings if e and during([sp], start, end)) or \
         ("\n".join(s.evidence for s in spans) if hit.translated else
          " ".join(dict.fromkeys(s.parallel for s in spans if s.parallel)))
-    spoken = during([s for s in transcript.segments if s.flag is None], start, end)
+    spoken = _indexed(transcript.segments, start, end)
     said = "\n".join(Span(s.start, s.end, s.text, s.speaker).evidence for s in spoken or spans)
     return f"{said}\n(machine translation: {english})"
+
+
+def _indexed(segments, start: float, end: float) -> list[Segment]:
+    """The segments overlapping start to end that search indexes (flagged ones are Whisper's failures)."""
+    return during([s for s in segments if s.flag is None], start, end)
 
 
 def _rendered(span: "Span", renderings: list[tuple["Span", str]]) -> "Span":
@@ -246,9 +251,9 @@ def _english(library: Library, hit: Hit, translator: Translator | None = None) -
     spoken hit, and the answering model's rendering of the foreign words spoken (with a translator)."""
     transcript = library.transcript(hit.file_hash)
     out = [] if hit.translated else \
-        [" ".join(s.text for s in during([s for s in transcript.translations if s.flag is None], hit.start, hit.end))]
+        [" ".join(s.text for s in _indexed(transcript.translations, hit.start, hit.end))]
     if translator is not None:
-        spoken = [s for s in during(transcript.segments, hit.start, hit.end) if s.flag is None]
+        spoken = _indexed(transcript.segments, hit.start, hit.end)
         if any(s.language != "en" for s in spoken):
             out.append(" ".join(translator.english(hit.file_hash, [s.text for s in sentences(spoken)])))
     return [text for text in out if text.strip()]
@@ -274,7 +279,7 @@ class Span:
     speaker: str | None = None
     context: str = ""  # its recording's name and the sentences either side of it
     parallel: str = ""  # the same moment in the other rendering (translation or spoken words)
-    parallel_span: tuple[float, float] | None = None  # the time that other rendering covers
+    parallel_span: tuple[float, float] | None = None  # the time that other rendering (and `rendered`) covers
     foreign: bool = False  # speech not in English: a translation, or spoken words that have one
     rendered: str = ""  # the answering model's English rendering of its foreign words (translation.py)
 

@@ -17,6 +17,7 @@ candidate that both lists agree on, not two that each list found once (`one_per_
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from . import lexical, speakers
@@ -168,7 +169,7 @@ def fuse(rankings: list[list[Hit]]) -> list[Hit]:
     return [replace(first[key], score=scores[key]) for key in order]
 
 
-def moments(hits) -> dict[str, str]:
+def moments(hits: Iterable[Hit]) -> dict[str, str]:
     """Passage id -> the id of the moment it renders. A passage of spoken words is a moment of its
     own; an English rendering belongs to the spoken passage of its recording among `hits` that it
     overlaps most, if they share at least half of the shorter one's time (renderings are segmented

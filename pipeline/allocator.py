@@ -9,6 +9,12 @@ stitched archives (eval/, 2 cores): 10 / 60 / 180 min peaked at 797 / 927 / 1120
 which also ingested 18.3× / 19.5× / 19.5× realtime against glibc's 16–17×. jemalloc was slower
 (60 min: 14.3×, 888 MiB) and hardly flatter; glibc's own M_MMAP_THRESHOLD cost 15% of the speed.
 
+Freed memory is not returned to the system by itself: after each 5-minute piece of a long file
+tcmalloc held ~400 MiB free in its page heap (heap 755 MiB, 300 allocated), so a process's resident
+memory was its working set plus whatever the worst piece so far had left behind, and the longer the
+file, the worse that piece (60 min: 1152 MiB against 1036 for 10). `release` hands the free pages back
+after each piece: 1005 against 957 MiB (stitched archives, one run each; speed unchanged).
+
 A process cannot change its allocator once it runs, so the console entry point re-executes itself
 once with LD_PRELOAD set (`reexec`), and child processes that ingest inherit the environment.
 EARMARK_MALLOC=system keeps glibc's malloc. Only Linux; elsewhere this does nothing.
@@ -63,6 +69,17 @@ def reexec(argv: list[str]) -> None:
         os.execve(sys.executable, [sys.executable, safe_path, "-m", "pipeline", *argv], env)
     except OSError as e:  # cannot exec here: run on with the allocator we have
         log.debug("could not re-execute with tcmalloc: %s", e)
+
+
+def release() -> None:
+    """Give the memory the allocator holds free back to the system (see the module docstring): tcmalloc's
+    free page heap, or glibc's free heap top and chunks (malloc_trim). Cheap: pages are only
+    faulted in again when the next piece needs them."""
+    c = ctypes.CDLL(None)
+    if hasattr(c, "MallocExtension_ReleaseFreeMemory"):  # tcmalloc is mapped into this process
+        c.MallocExtension_ReleaseFreeMemory()
+    elif hasattr(c, "malloc_trim"):
+        c.malloc_trim(ctypes.c_size_t(0))
 
 
 def describe() -> str:

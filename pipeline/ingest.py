@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from . import allocator
 from . import audio as audio_mod
 from . import custody, speakers, vad
 from .chunk import passages as make_passages
@@ -256,6 +257,7 @@ def transcribe_file(path: Path, sha: str, options: IngestOptions,
                 diarizer, failure = None, {"error": str(e)}
             report.add_time("diarize", time.perf_counter() - t)
         samples = piece.end
+        allocator.release()  # what this piece freed goes back to the system, not on to the next piece
     model = model_record(options.transcribe)
     if failure:
         model["diarization"] = failure
@@ -263,6 +265,7 @@ def transcribe_file(path: Path, sha: str, options: IngestOptions,
         t = time.perf_counter()
         turns, model["diarization"] = _finish_diarizing(diarizer, path)
         report.add_time("diarize", time.perf_counter() - t)
+        allocator.release()
     segments = number(speakers.label(segments, turns) if turns else segments)
     transcript = Transcript(file_hash=sha, file_name=path.name, duration=round(samples / audio_mod.SAMPLE_RATE, 3),
                             segments=tuple(segments), model=model, created=now(),

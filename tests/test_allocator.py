@@ -63,3 +63,26 @@ def test_reexec_runs_earmark_not_a_pipeline_folder_in_the_working_directory(tmp_
                           capture_output=True, text=True, timeout=120, env=_environ())
     assert proc.returncode == 0, proc.stderr
     assert "0 recordings" in proc.stdout
+
+
+_HOLD_AND_FREE = """
+import numpy as np
+from pipeline import allocator
+def rss(): return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) >> 10
+blocks = [np.ones(1 << 17) for _ in range(256)]  # 256 MiB in 1 MiB buffers, as a decoder's are
+del blocks
+freed = rss()
+allocator.release()
+print(freed, rss())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is Linux's")
+def test_release_hands_freed_memory_back_to_the_system():
+    """tcmalloc keeps freed pages for reuse; after each piece of a long file they go back, or the peak
+    grows with the worst piece so far."""
+    proc = subprocess.run([sys.executable, "-c", _HOLD_AND_FREE], capture_output=True, text=True, timeout=120,
+                          env=allocator.environ(_environ()))
+    assert proc.returncode == 0, proc.stderr
+    freed, released = map(int, proc.stdout.split())
+    assert freed - released >= 200, (freed, released)  # MiB

@@ -207,6 +207,23 @@ def test_a_sentence_is_about_the_question_with_its_neighbours_only_if_close_itse
                                 "man counted his old coins.", 0.63, 0.10)
 
 
+
+def test_a_speaker_s_next_sentence_is_about_what_they_raised(judge):
+    """"whose opinion did the person who raised the LCD idea want to hear?": "wonder what our design people
+    think ..." (as Whisper wrote it, run on into the next thought) shares no word with it and is far from
+    it alone (0.23), but it goes on from the sentence that raised the idea; the coins sentence beside the
+    barn one stays out. Similarities are the judge's own."""
+    def check(question, before, sentence):
+        q, s, c = judge.embed([question, sentence, f"{before} {sentence}"])
+        return about_in_context(question, f"{before} {sentence}", float(c @ q), float(s @ q))
+
+    assert check("In the remote control meeting, whose opinion did the person who raised the LCD idea want to hear?",
+                 "I wonder if incorporating that into the design of a remote control might be useful So you've got "
+                 "a little LCD display.", "wonder what our design people think But you know on a mobile phone you "
+                 "can press the key and it gives you a menu It's got a menu display.")
+    assert not check("What tore down the barn?", "A severe storm tore down the barn.",
+                     "The blind man counted his old coins.")
+
 def test_an_answer_copied_from_a_sentence_cites_that_sentence_not_one_with_the_same_words(sample_library,
                                                                                           embedder, judge):
     """Kennedy's two sentences hold the same words; the answer's word order says which one it is."""

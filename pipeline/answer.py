@@ -77,6 +77,7 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     focused = [(h, spans) for h, spans in focused if spans]
     if not focused:
         return Answer(question, NOT_FOUND, False)
+    focused = closest_first(judge, focused, about)
     reply = _generate(question, [h for h, _ in focused], options, on_token)
     n, text = reply.get("passage"), str(reply.get("answer", "")).strip()
     if not text:
@@ -156,9 +157,7 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     # Fragments ("Hello.", "So I") answer nothing but distract a small model; keep them only if alone.
     spans = [s for s in every if len(s.text.split()) >= MIN_SENTENCE_WORDS] or every
     if len(spans) > FOCUS_SENTENCES:
-        vecs = embedder.embed([question] + [s.said for s in spans])
-        score = vecs[1:] @ vecs[0] + np.array([verify.question_overlap(question, s.attests) for s in spans])
-        spans = [spans[i] for i in np.argsort(-score)[:FOCUS_SENTENCES]]
+        spans = [spans[i] for i in np.argsort(-_closeness(embedder, question, spans))[:FOCUS_SENTENCES]]
     if not spans:
         return hit, []
     start, end = min(s.start for s in spans), max(s.end for s in spans)
@@ -171,6 +170,24 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
         spans += [s for s in during(every, start, end) if s not in spans]
     shown = _shown(transcript, hit, chosen, start, end, renderings)
     return replace(hit, start=start, end=end, text=shown), spans
+
+
+def closest_first(judge: Embedder, focused: list[tuple[Hit, list["Span"]]],
+                  about: dict[str, str]) -> list[tuple[Hit, list["Span"]]]:
+    """The focused passages, the one whose shown sentences come closest to the question first.
+
+    Small models lean on what they read first: as within a passage the closest sentence comes first
+    (`focus`), so among passages, whatever rank search gave the whole passage. ``about`` is the question
+    as it reads in each recording (by file hash)."""
+    closest = [float(_closeness(judge, about[h.file_hash], spans).max()) for h, spans in focused]
+    return [focused[i] for i in sorted(range(len(focused)), key=lambda i: -closest[i])]
+
+
+def _closeness(embedder: Embedder, question: str, spans: list["Span"]) -> np.ndarray:
+    """How close each sentence is to the question: its similarity plus the share of the question's stems
+    it holds."""
+    vecs = embedder.embed([question] + [s.said for s in spans])
+    return vecs[1:] @ vecs[0] + np.array([verify.question_overlap(question, s.attests) for s in spans])
 
 
 def _shown(transcript, hit: Hit, spans: list["Span"], start: float, end: float,

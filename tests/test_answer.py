@@ -518,3 +518,19 @@ def test_a_question_only_the_llm_rendering_answers(tmp_path, embedder):
     a = ask(lib, embedder, question, AnswerOptions())
     assert a.found and a.citations[0].file == "picovoice-leopard-test-pt.wav", a
     assert re.search(r"job|trade|craft|ofício|profession", a.answer, re.IGNORECASE), a.answer
+
+
+def test_the_passage_closest_to_the_question_is_read_first(judge):
+    """Search ranked the Kennedy passage first; the sentence shown from the second answers the question."""
+    from pipeline.answer import Span, closest_first
+    from pipeline.records import Hit
+
+    def passage(name, text):
+        hit = Hit(passage_id=name, file_hash=name, file=name, start=0.0, end=5.0, text=text, score=0.0)
+        return hit, [Span(0.0, 5.0, text)]
+
+    question = "What loss did he grieve?"
+    kennedy = passage("jfk", "Ask not what your country can do for you.")
+    cotton = passage("cotton", "It was not so much the loss of the cotton itself.")
+    assert [h.file for h, _ in closest_first(judge, [kennedy, cotton], {"jfk": question, "cotton": question})] == \
+        ["cotton", "jfk"]

@@ -161,14 +161,14 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     if not spans:
         return hit, []
     start, end = min(s.start for s in spans), max(s.end for s in spans)
-    chosen = list(spans)
+    chosen, spoken = list(spans), []
     if any(s.foreign for s in spans):
         # Foreign speech is shown in every segment spoken in that time, each sentence of it rendered,
         # and any of those sentences may be cited.
         spoken = _indexed(transcript.segments, start, end)
         start, end = min([start] + [s.start for s in spoken]), max([end] + [s.end for s in spoken])
         spans += [s for s in during(every, start, end) if s not in spans]
-    shown = _shown(transcript, hit, chosen, start, end, renderings)
+    shown = _shown(hit, chosen, spoken, start, end, renderings)
     return replace(hit, start=start, end=end, text=shown), spans
 
 
@@ -190,18 +190,18 @@ def _closeness(embedder: Embedder, question: str, spans: list["Span"]) -> np.nda
     return vecs[1:] @ vecs[0] + np.array([verify.question_overlap(question, s.attests) for s in spans])
 
 
-def _shown(transcript, hit: Hit, spans: list["Span"], start: float, end: float,
+def _shown(hit: Hit, spans: list["Span"], spoken: list[Segment], start: float, end: float,
            renderings: list[tuple["Span", str]] = ()) -> str:
-    """The passage as the model reads it. Foreign speech is shown in the words spoken, then in a
-    machine translation: the model's own rendering of each sentence spoken in that time where there is
-    one (translation.py), else Whisper's, which garbles facts ("a same halberd" for "Leichenhalle")
-    that the model can read, and copy, from the original."""
+    """The passage as the model reads it. Foreign speech is shown in the words spoken (the indexed
+    ``spoken`` segments from start to end, as `focus` chose them), then in a machine translation: the
+    model's own rendering of each sentence spoken in that time where there is one (translation.py),
+    else Whisper's, which garbles facts ("a same halberd" for "Leichenhalle") that the model can read,
+    and copy, from the original."""
     if not any(s.foreign for s in spans):
         return "\n".join(s.evidence for s in spans)  # English speech
     english = " ".join(e for sp, e in renderings if e and during([sp], start, end)) or \
         ("\n".join(s.evidence for s in spans) if hit.translated else
          " ".join(dict.fromkeys(s.parallel for s in spans if s.parallel)))
-    spoken = _indexed(transcript.segments, start, end)
     said = "\n".join(Span(s.start, s.end, s.text, s.speaker).evidence for s in spoken or spans)
     return f"{said}\n(machine translation: {english})"
 

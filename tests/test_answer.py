@@ -534,3 +534,25 @@ def test_the_passage_closest_to_the_question_is_read_first(judge):
     cotton = passage("cotton", "It was not so much the loss of the cotton itself.")
     assert [h.file for h, _ in closest_first(judge, [kennedy, cotton], {"jfk": question, "cotton": question})] == \
         ["cotton", "jfk"]
+
+
+def test_an_answer_not_borne_out_gets_a_second_reading_without_its_passage(sample_library, embedder, monkeypatch):
+    """The model answered from the Kennedy passage, which says nothing of the kind; read again without
+    it, it answers from the narrator's passage, and that answer is cited."""
+    import pipeline.answer as answer_mod
+
+    kennedy, narrator = "jfk-inaugural-1961-excerpt.flac", "librispeech-2412-153948-0000.flac"
+    readings = []
+
+    def model(question, hits, options, on_token=None):
+        readings.append([h.file for h in hits])
+        if len(readings) == 1:
+            return {"passage": readings[0].index(kennedy) + 1, "answer": "He left to escape the war."}
+        return {"passage": readings[1].index(narrator) + 1,
+                "answer": "the circumstances which led me to leave my native country"}
+
+    monkeypatch.setattr(answer_mod, "_generate", model)
+    a = ask(sample_library, embedder, "Why did he leave his native country, and what should Americans ask?")
+    assert len(readings) == 2 and {kennedy, narrator} <= set(readings[0])
+    assert readings[1] == [f for f in readings[0] if f != kennedy]
+    assert a.found and a.citations[0].file == narrator and "native country" in a.citations[0].text

@@ -13,18 +13,20 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from . import custody, lexical, prompts, speakers, verify
+from . import custody, prompts, speakers, verify
+from .citations import citation, narrow
 from .config import AnswerOptions, EmbedOptions
 from .embed import Embedder
 from .embed import load as load_embedder
 from .llm import chat_model, parse_json, structured
-from .records import SENTENCE_END, Answer, Citation, Hit, Segment, Word, during, mmss
+from .records import Answer, Hit, Segment, during, mmss
 from .search import SearchOptions, search
+from .sentences import Span, sentences
 from .store import Library
 from .translation import Translator
 
@@ -99,9 +101,9 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
         # its number is the passage's in the first reading, whichever reading answered.
         for i in sorted(shown, key=lambda i: i != picked):
             hit, spans = focused[i]
-            citation = narrow(library, judge, i + 1, hit, spans, about[hit.file_hash], text)
-            if citation is not None:
-                return Answer(question, text, True, (citation,))
+            cited = narrow(library, judge, i + 1, hit, spans, about[hit.file_hash], text)
+            if cited is not None:
+                return Answer(question, text, True, (cited,))
         if picked is None or len(shown) == 1:
             break
         # The passage the model answered from does not bear its answer out: it drew the model away from
@@ -112,7 +114,7 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     return quote(library, question, focused, about)
 
 
-def quote(library: Library, question: str, focused: list[tuple[Hit, list["Span"]]],
+def quote(library: Library, question: str, focused: list[tuple[Hit, list[Span]]],
           about: dict[str, str] | None = None) -> Answer:
     """When the model's answer is not borne out: the sentence that plainly answers the question, quoted.
 
@@ -126,8 +128,8 @@ def quote(library: Library, question: str, focused: list[tuple[Hit, list["Span"]
     overlap, n, hit, span = best
     if overlap < verify.MIN_QUOTE_OVERLAP:
         return Answer(question, NOT_FOUND, False)
-    citation = _citation(library, n, hit, [span])
-    return Answer(question, f"The recording says: \u201c{citation.text}\u201d", True, (citation,))
+    quoted = citation(library, n, hit, [span])
+    return Answer(question, f"The recording says: \u201c{quoted.text}\u201d", True, (quoted,))
 
 
 # Sentences of a passage shown to the model: a small model answers better from a few relevant
@@ -137,7 +139,7 @@ MIN_SENTENCE_WORDS = 3
 
 
 def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
-          speaker: str | None = None, translator: Translator | None = None) -> tuple[Hit, list["Span"]]:
+          speaker: str | None = None, translator: Translator | None = None) -> tuple[Hit, list[Span]]:
     """The hit cut down to its sentences most relevant to the question, most relevant first; with
     ``speaker``, to that speaker's sentences only (a question about what one speaker said).
 
@@ -191,8 +193,8 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     return replace(hit, start=start, end=end, text=shown), spans
 
 
-def closest_first(judge: Embedder, focused: list[tuple[Hit, list["Span"]]],
-                  about: dict[str, str]) -> list[tuple[Hit, list["Span"]]]:
+def closest_first(judge: Embedder, focused: list[tuple[Hit, list[Span]]],
+                  about: dict[str, str]) -> list[tuple[Hit, list[Span]]]:
     """The focused passages, the one whose shown sentences come closest to the question first.
 
     Small models lean on what they read first: as within a passage the closest sentence comes first
@@ -202,15 +204,15 @@ def closest_first(judge: Embedder, focused: list[tuple[Hit, list["Span"]]],
     return [focused[i] for i in sorted(range(len(focused)), key=lambda i: -closest[i])]
 
 
-def _closeness(embedder: Embedder, question: str, spans: list["Span"]) -> np.ndarray:
+def _closeness(embedder: Embedder, question: str, spans: list[Span]) -> np.ndarray:
     """How close each sentence is to the question: its similarity plus the share of the question's stems
     it holds."""
     vecs = embedder.embed([question] + [s.said for s in spans])
     return vecs[1:] @ vecs[0] + np.array([verify.question_overlap(question, s.attests) for s in spans])
 
 
-def _shown(hit: Hit, spans: list["Span"], spoken: list[Segment], start: float, end: float,
-           renderings: list[tuple["Span", str]] = ()) -> str:
+def _shown(hit: Hit, spans: list[Span], spoken: list[Segment], start: float, end: float,
+           renderings: list[tuple[Span, str]] = ()) -> str:
     """The passage as the model reads it. Foreign speech is shown in the words spoken (the indexed
     ``spoken`` segments from start to end, as `focus` chose them), then in a machine translation: the
     model's own rendering of each sentence spoken in that time where there is one (translation.py),
@@ -230,7 +232,7 @@ def _indexed(segments, start: float, end: float) -> list[Segment]:
     return during([s for s in segments if s.flag is None], start, end)
 
 
-def _rendered(span: "Span", renderings: list[tuple["Span", str]]) -> "Span":
+def _rendered(span: Span, renderings: list[tuple[Span, str]]) -> Span:
     """The span with the model's renderings of the spoken sentences under it; the time those
     sentences cover joins the time its other rendering covers (what a citation of it may quote)."""
     if not renderings:
@@ -239,7 +241,7 @@ def _rendered(span: "Span", renderings: list[tuple["Span", str]]) -> "Span":
     return replace(span, rendered=" ".join(e for _, e in renderings), parallel_span=(min(times), max(times)))
 
 
-def _parallel(span: "Span", other: list[Segment]) -> dict:
+def _parallel(span: Span, other: list[Segment]) -> dict:
     """The other rendering's segments that overlap a sentence: their text and their time range."""
     overlapping = during(other, span.start, span.end)
     if not overlapping:
@@ -305,147 +307,3 @@ def _generate(question: str, hits: list[Hit], options: AnswerOptions,
         if on_token:
             on_token(chunk.content)
     return parse_json("".join(parts))
-
-
-@dataclass(frozen=True)
-class Span:
-    start: float
-    end: float
-    text: str
-    speaker: str | None = None
-    context: str = ""  # its recording's name and the sentences either side of it
-    parallel: str = ""  # the same moment in the other rendering (translation or spoken words)
-    parallel_span: tuple[float, float] | None = None  # the time that other rendering (and `rendered`) covers
-    foreign: bool = False  # speech not in English: a translation, or spoken words that have one
-    rendered: str = ""  # the answering model's English rendering of its foreign words (translation.py)
-
-    @property
-    def evidence(self) -> str:
-        """What the span attests: its words, and who said them."""
-        return f"{self.speaker}: {self.text}" if self.speaker else self.text
-
-    @property
-    def said(self) -> str:
-        """Its words in either rendering, without the speaker (what embeddings compare)."""
-        return f"{self.text} {self.parallel} {self.rendered}".strip()
-
-    @property
-    def attests(self) -> str:
-        """What a citation of this sentence vouches for: its words in either rendering."""
-        return f"{self.evidence} {self.parallel} {self.rendered}".strip()
-
-
-# "Mr." or "J." ends a word, not a sentence.
-_ABBREVIATION = re.compile(r"^(?:mr|mrs|ms|dr|st|jr|sr|prof|vs|etc|no|[a-z])\.$", re.IGNORECASE)
-
-
-# A sentence Whisper's segments cut in two is joined again across a pause up to this long (seconds),
-# unless it already runs this long: unpunctuated speech would otherwise become one long "sentence".
-# Speech whose last segment ends in a comma (or ; :) is punctuated and mid-sentence: it runs on to
-# twice that, so a clause read after a breath ("..., seltsamen Vaganten, | namens Melchior Sternfels")
-# stays with the sentence it completes.
-MAX_SENTENCE_PAUSE = 1.0
-MAX_JOINED_SECONDS = 10.0
-CLAUSE_END = (",", ";", ":")
-
-
-def sentences(segs: list[Segment]) -> list[Span]:
-    """The sentences of some segments, timed by their words (a segment without words stays whole).
-
-    Whisper ends segments mid-sentence ("nor of the circumstances" | "which led me to leave my native
-    country."): a sentence runs on into the next segment of the same speaker unless a pause parts them,
-    so an answer copied from the whole sentence can be checked against the whole sentence.
-    """
-    out: list[Span] = []
-    current: list[Word] = []
-    speaker = None
-
-    def flush() -> None:
-        if current:
-            out.append(Span(current[0].start, current[-1].end, "".join(x.text for x in current).strip(), speaker))
-            current.clear()
-    for seg in segs:
-        if not seg.words:
-            flush()
-            out.append(Span(seg.start, seg.end, seg.text, seg.speaker))
-            continue
-        if current and (seg.speaker != speaker or seg.words[0].start - current[-1].end > MAX_SENTENCE_PAUSE
-                        or current[-1].end - current[0].start > _longest(current)):
-            flush()
-        speaker = seg.speaker
-        for w in seg.words:
-            current.append(w)
-            if w.text.rstrip().endswith(SENTENCE_END) and not _ABBREVIATION.match(w.text.strip()):
-                flush()
-    flush()
-    return out
-
-
-def _longest(words: list[Word]) -> float:
-    """How long a sentence may already run and still be joined to the next segment (see above)."""
-    return MAX_JOINED_SECONDS * (2 if words[-1].text.rstrip().endswith(CLAUSE_END) else 1)
-
-
-def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, spans: list["Span"], question: str,
-           answer: str) -> Citation | None:
-    """The sentence(s) among those shown that carry the answer, or None if none supports it.
-
-    A sentence supports the answer if it holds the answer's new words, in either rendering, and is
-    about the question on its own or, read with its neighbours, close to it (the answer "cotton" to
-    "what did he lose that brought him grief?" sits in the sentence after "it was the first great
-    sorrow of his life"). A citation quotes the words actually spoken in its span.
-    """
-    texts = [answer, question] + [s.said for s in spans] + [f"{s.context} {s.said}" for s in spans]
-    vecs = embedder.embed(texts)
-    k = len(spans)
-    sim_answer, sim_question, sim_context = vecs[2:2 + k] @ vecs[0], vecs[2:2 + k] @ vecs[1], vecs[2 + k:] @ vecs[1]
-    overlap = np.array([verify.novel_support(question, answer, s.attests) for s in spans])
-    about = np.array([verify.question_overlap(question, s.attests, s.foreign) for s in spans])
-    # An answer copied from a sentence holds its words in that sentence's order: "ask what you can do
-    # for your country" is the second of Kennedy's sentences, though the first has the same words.
-    said = lexical.tokens(answer)
-    content = max(1, lexical.content_count(said))
-    in_order = np.array([lexical.phrase_length(said, lexical.tokens(s.attests)) / content for s in spans])
-    for best in np.argsort(-(sim_answer + overlap + about + in_order)):  # the likeliest sentence first
-        span = spans[best]
-        if not verify.supports(question, answer, span.attests):
-            continue
-        if not (verify.about_question(question, span.attests, float(sim_question[best]), span.foreign) or
-                verify.about_in_context(question, f"{span.context} {span.attests}", float(sim_context[best]),
-                                        float(sim_question[best]), span.foreign)):
-            continue
-        in_time = sorted(spans, key=lambda x: x.start)
-        chosen = _widen(in_time, in_time.index(span), question, answer)
-        # Attested only in the other rendering: cite the time that rendering covers.
-        also = span.parallel_span if not verify.supports(question, answer, span.evidence) else None
-        return _citation(library, n, hit, chosen, also)
-    log.info("answer %r not supported by %s @ %.1f-%.1f", answer, hit.file, hit.start, hit.end)
-    return None
-
-
-def _citation(library: Library, n: int, hit: Hit, chosen: list["Span"],
-              also: tuple[float, float] | None = None) -> Citation:
-    """A citation of consecutive sentences (and of the time ``also`` covers), quoting the words spoken."""
-    start, end = chosen[0].start, chosen[-1].end
-    if also:
-        start, end = min(start, also[0]), max(end, also[1])
-    if hit.translated or also:
-        spoken = during(library.transcript(hit.file_hash).segments, start, end)
-        start, end = min([start] + [s.start for s in spoken]), max([end] + [s.end for s in spoken])
-        text = " ".join(s.text for s in spoken)
-    else:
-        text = " ".join(s.text for s in chosen)
-    return Citation(n=n, file=hit.file, start=start, end=end, text=text, file_hash=hit.file_hash)
-
-
-def _widen(spans: list[Span], best: int, question: str, answer: str) -> list[Span]:
-    """Add neighbouring sentences while the answer's new words run on into them."""
-    lo = hi = best
-
-    def support(a: int, b: int) -> float:
-        return verify.novel_support(question, answer, " ".join(s.evidence for s in spans[a:b + 1]))
-    while hi + 1 < len(spans) and support(lo, hi + 1) > support(lo, hi) + 0.1:
-        hi += 1
-    while lo > 0 and support(lo - 1, hi) > support(lo, hi) + 0.1:
-        lo -= 1
-    return spans[lo:hi + 1]

@@ -7,7 +7,9 @@ import re
 import pytest
 
 from pipeline import prompts
-from pipeline.answer import _english, ask, focus, narrow, relevant, sentences
+from pipeline.answer import _english, ask, focus, relevant
+from pipeline.citations import narrow
+from pipeline.sentences import sentences
 from pipeline.verify import about_in_context, about_question, novel_support, question_overlap, supports
 from pipeline.config import AnswerOptions
 from pipeline.errors import ConfigError
@@ -522,7 +524,8 @@ def test_a_question_only_the_llm_rendering_answers(tmp_path, embedder):
 
 def test_the_passage_closest_to_the_question_is_read_first(judge):
     """Search ranked the Kennedy passage first; the sentence shown from the second answers the question."""
-    from pipeline.answer import Span, closest_first
+    from pipeline.answer import closest_first
+    from pipeline.sentences import Span
     from pipeline.records import Hit
 
     def passage(name, text):

@@ -539,23 +539,46 @@ def test_the_passage_closest_to_the_question_is_read_first(judge):
         ["cotton", "jfk"]
 
 
+KENNEDY, NARRATOR = "jfk-inaugural-1961-excerpt.flac", "librispeech-2412-153948-0000.flac"
+# Asked of both: the Kennedy passage and the narrator's are shown to the model.
+BOTH = "Why did he leave his native country, and what should Americans ask?"
+
+
+def _misled_model(readings: list):
+    """A stand-in for the model: first it answers from the Kennedy passage what that passage does not
+    say, then, read again, from the narrator's passage. It streams its JSON as the real one does."""
+    def model(question, hits, options, on_token=None):
+        readings.append([h.file for h in hits])
+        files = readings[-1]
+        reply = {"passage": files.index(KENNEDY) + 1, "answer": "He left to escape the war."} \
+            if len(readings) == 1 else \
+            {"passage": files.index(NARRATOR) + 1, "answer": "the circumstances which led me to leave my native country"}
+        if on_token:
+            on_token(json.dumps(reply))
+        return reply
+    return model
+
+
 def test_an_answer_not_borne_out_gets_a_second_reading_without_its_passage(sample_library, embedder, monkeypatch):
     """The model answered from the Kennedy passage, which says nothing of the kind; read again without
     it, it answers from the narrator's passage, and that answer is cited."""
     import pipeline.answer as answer_mod
 
-    kennedy, narrator = "jfk-inaugural-1961-excerpt.flac", "librispeech-2412-153948-0000.flac"
     readings = []
+    monkeypatch.setattr(answer_mod, "_generate", _misled_model(readings))
+    a = ask(sample_library, embedder, BOTH)
+    assert len(readings) == 2 and {KENNEDY, NARRATOR} <= set(readings[0])
+    assert readings[1] == [f for f in readings[0] if f != KENNEDY]
+    assert a.found and a.citations[0].file == NARRATOR and "native country" in a.citations[0].text
 
-    def model(question, hits, options, on_token=None):
-        readings.append([h.file for h in hits])
-        if len(readings) == 1:
-            return {"passage": readings[0].index(kennedy) + 1, "answer": "He left to escape the war."}
-        return {"passage": readings[1].index(narrator) + 1,
-                "answer": "the circumstances which led me to leave my native country"}
 
-    monkeypatch.setattr(answer_mod, "_generate", model)
-    a = ask(sample_library, embedder, "Why did he leave his native country, and what should Americans ask?")
-    assert len(readings) == 2 and {kennedy, narrator} <= set(readings[0])
-    assert readings[1] == [f for f in readings[0] if f != kennedy]
-    assert a.found and a.citations[0].file == narrator and "native country" in a.citations[0].text
+def test_cli_ask_withdraws_a_streamed_answer_and_prints_the_checked_one(run_cli, sample_library, monkeypatch):
+    import pipeline.answer as answer_mod
+
+    monkeypatch.setenv("EARMARK_LIBRARY", str(sample_library.root))
+    monkeypatch.setattr(answer_mod, "_generate", _misled_model([]))
+    code, out, _ = run_cli("ask", BOTH)
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0] == "He left to escape the war."  # as streamed
+    assert lines[1].startswith("(withdrawn") and lines[2] == "the circumstances which led me to leave my native country"
+    assert f"{NARRATOR} @ 00:" in lines[3]

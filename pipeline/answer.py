@@ -67,8 +67,7 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     # "What did the second speaker say ...?": search found the passages where that speaker speaks; each
     # is read as that speaker's words only, and judged on what is asked ("what did someone say ...?").
     asked = speakers.by_order(question)
-    speaker_of = {f: asked.of(list(library.transcript(f).segments)) for f in {h.file_hash for h in hits}} \
-        if asked else {}
+    speaker_of = {h.file_hash: h.speaker for h in hits} if asked else {}  # (search found their label)
     topic = asked.naming(question) if asked else question
     # Relevance and support are judged by the support model (MiniLM by default, whose thresholds these
     # are), whatever embedder found the passages.

@@ -82,6 +82,8 @@ class Hit:
     text: str
     score: float
     translated: bool = False  # the matched text is an English rendering, not the words spoken
+    # For a query that names a speaker by order ("the second speaker"): their label in this recording.
+    speaker: str | None = None
 
     def to_json(self) -> dict:
         """The stable `--json` shape of one search hit."""

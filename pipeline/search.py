@@ -100,7 +100,7 @@ def spoken_by(library: Library, embedder: Embedder, query: str, asked: speakers.
             label_of[hit.file_hash] = asked.of(list(segments))
         label = label_of[hit.file_hash]
         if label and any(s.speaker == label for s in during(segments, hit.start, hit.end)):
-            kept.append(hit)
+            kept.append(replace(hit, speaker=label))
     return kept[:options.k]
 
 

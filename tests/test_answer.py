@@ -402,7 +402,7 @@ def test_what_the_second_speaker_said_is_found_and_read_from_their_words_only(sa
     # The speeches are one voice each: they have no second speaker, so none of their passages is found.
     assert hits and {h.file for h in hits} == {CALL}
     label = by_order(question).of(list(sample_library.transcript(hits[0].file_hash).segments))
-    assert label == "Sheila"
+    assert label == "Sheila" and {h.speaker for h in hits} == {"Sheila"}  # each hit says whose words it holds
     shown, spans = focus(sample_library, judge, question, hits[0], label)
     assert spans and {s.speaker for s in spans} == {"Sheila"} and "Diane:" not in shown.text
 

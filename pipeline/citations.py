@@ -57,7 +57,7 @@ def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, spans: list[S
 
 
 def citation(library: Library, n: int, hit: Hit, chosen: list[Span],
-              also: tuple[float, float] | None = None) -> Citation:
+             also: tuple[float, float] | None = None) -> Citation:
     """A citation of consecutive sentences (and of the time ``also`` covers), quoting the words spoken."""
     start, end = chosen[0].start, chosen[-1].end
     if also:

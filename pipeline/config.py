@@ -84,8 +84,8 @@ class AnswerOptions:
     # without asking the model (cosine similarity of MiniLM embeddings).
     min_relevance: float = float(_env("EARMARK_MIN_RELEVANCE", "0.25"))
     # The sentence-similarity model behind min_relevance and verification (answer.py, citations.py,
-    # verify.py); their thresholds are calibrated on its cosines. e5's cosines are all between about 0.77 and 0.88, so
-    # the search embedder cannot tell relevant from unrelated by a threshold.
+    # verify.py); their thresholds are calibrated on its cosines. e5's cosines are all between about
+    # 0.77 and 0.88, so the search embedder cannot tell relevant from unrelated by a threshold.
     support_model: str = _env("EARMARK_SUPPORT_MODEL", "all-MiniLM-L6-v2")
     # Foreign speech is rendered into English by the answering model when a question first needs it
     # (translation.py; kept in the library), beside Whisper's own translation; 0 uses Whisper's alone.

@@ -209,7 +209,6 @@ def test_a_sentence_is_about_the_question_with_its_neighbours_only_if_close_itse
                                 "man counted his old coins.", 0.63, 0.10)
 
 
-
 def test_a_speaker_s_next_sentence_is_about_what_they_raised(judge):
     """"whose opinion did the person who raised the LCD idea want to hear?": "wonder what our design people
     think ..." (as Whisper wrote it, run on into the next thought) shares no word with it and is far from
@@ -225,6 +224,7 @@ def test_a_speaker_s_next_sentence_is_about_what_they_raised(judge):
                  "can press the key and it gives you a menu It's got a menu display.")
     assert not check("What tore down the barn?", "A severe storm tore down the barn.",
                      "The blind man counted his old coins.")
+
 
 def test_an_answer_copied_from_a_sentence_cites_that_sentence_not_one_with_the_same_words(sample_library,
                                                                                           embedder, judge):

@@ -4,7 +4,10 @@ Dense search misses names, numbers and exact wording; BM25 finds them. FTS5 is S
 full-text engine, so the lexical index lives in catalog.sqlite. Both indexes are replaced together for a
 recording before its catalog row says "indexed" (store.Library.replace_passages), so an interrupted
 ingest re-indexes both and they never drift apart.
-Tokens are case- and accent-folded (unicode61, remove_diacritics 2).
+The index holds each passage's tokens as text.words cuts them (case- and accent-folded, Chinese and
+Japanese cut into words), separated by spaces, beside the passage text it shows: SQLite's unicode61
+tokenizer would take a whole unspaced Chinese or Japanese sentence for one word. A query, a phrase
+and a cited sentence are cut by the same function, so they meet the index's tokens exactly.
 """
 
 from __future__ import annotations
@@ -12,13 +15,32 @@ from __future__ import annotations
 import sqlite3
 
 from .records import Hit, Passage
-from .text import STOPWORDS, words
+from .text import STOPWORDS, lone_letter, runs, words
 
+COLUMNS = ("tokens", "text", "passage_id", "file_hash", "file", "start", "end", "language")
 SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(
-    text, passage_id UNINDEXED, file_hash UNINDEXED, file UNINDEXED, start UNINDEXED, end UNINDEXED,
-    language UNINDEXED, tokenize = 'unicode61 remove_diacritics 2');
+    tokens, text UNINDEXED, passage_id UNINDEXED, file_hash UNINDEXED, file UNINDEXED, start UNINDEXED,
+    end UNINDEXED, language UNINDEXED, tokenize = 'unicode61 remove_diacritics 2');
 """
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Rebuild a lexical index an older earmark made over the raw passage text (no tokens column),
+    in one transaction: its rows are kept, and their tokens cut as this version cuts them."""
+    have = [r[1] for r in db.execute("PRAGMA table_info(passages_fts)")]
+    if "tokens" in have:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        rows = db.execute("SELECT text, passage_id, file_hash, file, start, end, language FROM passages_fts").fetchall()
+        db.execute("DROP TABLE passages_fts")
+        db.execute(SCHEMA)
+        _insert(db, [tuple(r) for r in rows])
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 def tokens(text: str) -> list[str]:
     """Case- and accent-folded word tokens (see text.words)."""
@@ -26,9 +48,11 @@ def tokens(text: str) -> list[str]:
 
 
 def match_expression(query: str) -> str | None:
-    """An FTS5 MATCH expression: any of the query's content words (each quoted, so no syntax leaks)."""
-    words = [t for t in tokens(query) if t not in STOPWORDS] or tokens(query)
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words)) or None
+    """An FTS5 MATCH expression: any of the query's content words (each quoted, so no syntax leaks);
+    the words of an unspaced Chinese or Japanese run make one phrase."""
+    terms = [" ".join(run) for run in runs(query)]
+    wanted = [t for t in terms if t not in STOPWORDS] or terms
+    return " OR ".join(f'"{t}"' for t in dict.fromkeys(wanted)) or None
 
 
 def phrase_length(query: list[str], passage: list[str]) -> int:
@@ -53,15 +77,19 @@ def phrase_length(query: list[str], passage: list[str]) -> int:
 
 def content_count(tokens: list[str]) -> int:
     """How many of the tokens are content words (not a stopword, not a lone letter)."""
-    return sum(len(t) > 1 and t not in STOPWORDS for t in tokens)
+    return sum(not lone_letter(t) and t not in STOPWORDS for t in tokens)
 
 
 def replace_file(db: sqlite3.Connection, file_hash: str, passages: list[Passage]) -> None:
     """Make the lexical index hold exactly these passages for one recording (call inside a transaction)."""
     db.execute("DELETE FROM passages_fts WHERE file_hash = ?", (file_hash,))
-    db.executemany(
-        "INSERT INTO passages_fts (text, passage_id, file_hash, file, start, end, language) VALUES (?,?,?,?,?,?,?)",
-        [(p.text, p.id, p.file_hash, p.file_name, p.start, p.end, p.language) for p in passages])
+    _insert(db, [(p.text, p.id, p.file_hash, p.file_name, p.start, p.end, p.language) for p in passages])
+
+
+def _insert(db: sqlite3.Connection, rows: list[tuple]) -> None:
+    """Index rows of (text, passage_id, file_hash, file, start, end, language) with their tokens."""
+    db.executemany(f"INSERT INTO passages_fts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                   [(" ".join(words(r[0])), *r) for r in rows])
 
 
 def query(db: sqlite3.Connection, text: str, k: int, hashes: list[str] | None = None,

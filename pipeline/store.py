@@ -123,6 +123,7 @@ class Library:
         for column in ("recorded_at", "recorded_from"):
             if column not in have:
                 self.db.execute(f"ALTER TABLE recordings ADD COLUMN {column} TEXT")
+        lexical.migrate(self.db)
 
     def select(self, pattern: str | None = None, since: str | None = None, until: str | None = None) -> list[str]:
         """Hashes of recordings whose file name matches a glob and whose recording date is in range."""

@@ -1,13 +1,22 @@
 """Word tokens as earmark compares them everywhere: case- and accent-folded letters and digits.
 
-One tokenizer serves the lexical index's queries, exact-phrase search and answer verification, so
-what counts as "the same word" never differs between finding a passage and checking a citation.
+One tokenizer serves the lexical index, its queries, exact-phrase search and answer verification,
+so what counts as "the same word" never differs between finding a passage and checking a citation.
+
+Chinese and Japanese put no spaces between words, so a whole sentence of theirs is one unbroken run
+of letters, one token to SQLite's unicode61 tokenizer: "知識" is never found inside "判断的知識が成立する".
+Such a run is cut at the Unicode word boundaries of UAX #29 (the `regex` module's WORD flag, as
+ICU and Lucene's standard tokenizer cut it): every ideograph and hiragana is a word of its own, a
+katakana word stays whole, and a phrase of them is found as a phrase of tokens. Other scripts keep
+their runs exactly as before (Korean writes spaces; UAX #29 would also join "don't" and "3.5").
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+
+import regex
 
 # Words too common to carry meaning on their own (English; other languages keep every word).
 STOPWORDS = frozenset(
@@ -16,7 +25,26 @@ STOPWORDS = frozenset(
     "about there here not no so if then than into over".split())
 
 
+_UNSPACED = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]")
+_WORD_BOUNDARY = regex.compile(r"\b", flags=regex.WORD | regex.V1)
+
+
 def words(text: str) -> list[str]:
-    """Lower-case, accent-free word tokens (letters and digits), as FTS5's unicode61 tokenizer sees them."""
+    """Lower-case, accent-free word tokens (letters and digits), a Chinese or Japanese run cut into
+    its words (see above)."""
+    return [w for run in runs(text) for w in run]
+
+
+def runs(text: str) -> list[list[str]]:
+    """The tokens of each unbroken run of letters and digits: one token, or the words of a Chinese or
+    Japanese run, which a query must find together, in order."""
     text = unicodedata.normalize("NFKD", text.casefold())
-    return re.findall(r"\w+", "".join(c for c in text if not unicodedata.combining(c)))
+    found = re.findall(r"\w+", "".join(c for c in text if not unicodedata.combining(c)))
+    return [[w for w in _WORD_BOUNDARY.split(run) if w] if _UNSPACED.search(run) else [run] for run in found]
+
+
+def lone_letter(token: str) -> bool:
+    """A single Latin (or other alphabetic) letter, which claims nothing on its own: what tokenising
+    leaves of a possessive or a contraction ("people's" -> "people", "s"). A digit is a number, and a
+    Chinese or Japanese character is a word."""
+    return len(token) == 1 and not token.isdigit() and not _UNSPACED.match(token)

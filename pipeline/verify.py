@@ -16,7 +16,7 @@ import re
 from rapidfuzz import fuzz
 
 from .text import STOPWORDS as COMMON_STOPWORDS
-from .text import words
+from .text import lone_letter, words
 
 # Share of an answer's new words that must occur in its cited span.
 MIN_NOVEL_SUPPORT = 0.6
@@ -75,7 +75,7 @@ def novel_words(question: str, answer: str) -> list[str]:
     ("the design people's opinion" -> "people", "s"). A lone digit is a number, and is kept.
     """
     asked = set(stems(question))
-    content = [w for w in words(answer) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+    content = [w for w in words(answer) if w not in STOPWORDS and not lone_letter(w)]
     return [w for w, stem in zip(content, _stemmer().stemWords(content)) if stem not in asked]
 
 

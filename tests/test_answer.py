@@ -119,6 +119,13 @@ def test_unknown_llm_backend_lists_the_valid_ones():
     ("Which country did the narrator leave behind?", "his native country",
      "nor of the circumstances which led me to leave my native country.", False),
     ("Which country did the narrator leave behind?", "his native Spain", "I left my native Spain.", True),
+    # Japanese is written without spaces: an answer copied from the words spoken, one character off
+    # (Whisper heard 的 where the model wrote の), is attested character by character...
+    ("According to the Japanese recording, what comes into being?", "客観的実在の判断の知識が成立する",
+     "客観的実在の判断的知識が成立するのである。", True),
+    # ... and a Japanese answer the span does not hold is not.
+    ("According to the Japanese recording, what comes into being?", "東京の天気予報", "客観的実在の判断的知識が成立するのである。",
+     False),
 ])
 def test_support_requires_the_answers_new_words_in_the_span(question, answer, span, ok):
     assert supports(question, answer, span) is ok

@@ -70,3 +70,31 @@ def test_transcripts_are_parsed_once_and_reread_after_a_new_version(tmp_path):
     assert lib.transcript("cd" * 32) is first  # cached: the same object, not a second parse
     lib.save_transcript(_transcript("Second take.", created="2026-02-01T00:00:00+00:00"))
     assert lib.transcript("cd" * 32).segments[0].text == "Second take."
+
+
+def test_a_lexical_index_over_raw_text_is_rebuilt_with_tokens_and_keeps_its_rows(tmp_path):
+    """An older earmark indexed the raw passage text, so unspaced Japanese was one token; opening the
+    library rebuilds the index with this version's tokens and loses no passage."""
+    import sqlite3
+
+    from pipeline import lexical
+
+    root = tmp_path / "old"
+    root.mkdir()
+    db = sqlite3.connect(root / "catalog.sqlite")
+    db.execute("CREATE VIRTUAL TABLE passages_fts USING fts5(text, passage_id UNINDEXED, file_hash UNINDEXED, "
+               "file UNINDEXED, start UNINDEXED, end UNINDEXED, language UNINDEXED, "
+               "tokenize = 'unicode61 remove_diacritics 2')")
+    db.executemany("INSERT INTO passages_fts VALUES (?,?,?,?,?,?,?)", [
+        ("客観的実在の判断的知識が成立するのである。", "h1:0", "h1", "ja.wav", 0.5, 4.6, "ja"),
+        ("Ask what you can do for your country.", "h2:0", "h2", "jfk.flac", 7.9, 10.4, "en")])
+    db.commit()
+    assert db.execute("SELECT count(*) FROM passages_fts WHERE passages_fts MATCH '知識'").fetchone()[0] == 0
+    db.close()
+
+    lib = Library(root)
+    assert [h.file for h in lexical.query(lib.db, "知識", 5)] == ["ja.wav"]
+    [jfk] = lexical.query(lib.db, "country", 5)
+    assert (jfk.passage_id, jfk.start, jfk.end, jfk.text) == ("h2:0", 7.9, 10.4, "Ask what you can do for your country.")
+    Library(root)  # opening it again finds nothing to rebuild
+    assert lib.db.execute("SELECT count(*) FROM passages_fts").fetchone()[0] == 2

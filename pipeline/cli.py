@@ -153,7 +153,10 @@ def search(obj: Ctx, query: str, k: int, mode: str, exact: bool, as_json: bool, 
     if as_json:
         return _emit_json({"hits": [h.to_json() for h in hits]})
     if not hits:
-        click.echo("no hits (is anything ingested? `earmark status`)")
+        indexed = sum(r.status == "indexed" for r in lib.recordings())
+        click.echo("nothing is indexed yet: `earmark ingest PATH` first" if not indexed else
+                   f"no occurrence of {query!r} in {indexed} recording(s) (case and punctuation ignored)"
+                   if exact else f"no hits in {indexed} recording(s)")
     for h in hits:
         click.echo(f"{h.score:.3f}  {h.file} @ {span(h.start, h.end)}  {h.text[:160]}")
 

@@ -255,3 +255,14 @@ def test_a_word_inside_unspaced_japanese_speech_is_found_and_timed(tmp_path, emb
     assert [h.file for h in lexical.query(lib.db, "知識", 5)] == ["picovoice-leopard-test-ja.wav"]
     # A phrase is the characters in order, not any of them: "識知" is nowhere.
     assert exact(lib, "識知") == [] and lexical.query(lib.db, "識知", 5) == []
+
+
+def test_cli_says_whether_a_phrase_is_absent_or_nothing_is_indexed(run_cli, sample_library, tmp_path, monkeypatch):
+    monkeypatch.setenv("EARMARK_LIBRARY", str(sample_library.root))
+    code, out, _ = run_cli("search", "--exact", "wire transfer")
+    indexed = len(sample_library.recordings())
+    assert code == 0 and out.strip() == (f"no occurrence of 'wire transfer' in {indexed} recording(s) "
+                                         "(case and punctuation ignored)")
+    monkeypatch.setenv("EARMARK_LIBRARY", str(tmp_path / "empty"))
+    code, out, _ = run_cli("search", "--exact", "wire transfer")
+    assert code == 0 and "nothing is indexed yet" in out

@@ -33,7 +33,7 @@ def migrate(db: sqlite3.Connection) -> None:
         return
     db.execute("BEGIN IMMEDIATE")
     try:
-        rows = db.execute("SELECT text, passage_id, file_hash, file, start, end, language FROM passages_fts").fetchall()
+        rows = db.execute(f"SELECT {', '.join(COLUMNS[1:])} FROM passages_fts").fetchall()
         db.execute("DROP TABLE passages_fts")
         db.execute(SCHEMA)
         _insert(db, [tuple(r) for r in rows])
@@ -41,6 +41,7 @@ def migrate(db: sqlite3.Connection) -> None:
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
 
 def tokens(text: str) -> list[str]:
     """Case- and accent-folded word tokens (see text.words)."""

@@ -124,8 +124,8 @@ def test_unknown_llm_backend_lists_the_valid_ones():
     ("According to the Japanese recording, what comes into being?", "客観的実在の判断の知識が成立する",
      "客観的実在の判断的知識が成立するのである。", True),
     # ... and a Japanese answer the span does not hold is not.
-    ("According to the Japanese recording, what comes into being?", "東京の天気予報", "客観的実在の判断的知識が成立するのである。",
-     False),
+    ("According to the Japanese recording, what comes into being?", "東京の天気予報",
+     "客観的実在の判断的知識が成立するのである。", False),
 ])
 def test_support_requires_the_answers_new_words_in_the_span(question, answer, span, ok):
     assert supports(question, answer, span) is ok

@@ -25,11 +25,16 @@ CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(
 """
 
 
+# How text.words cuts tokens; an index cut another way (or over the raw text, before there was a
+# tokens column) is rebuilt when its library is opened. 2: Chinese and Japanese cut into words, simplified.
+TOKENS = "2"
+
+
 def migrate(db: sqlite3.Connection) -> None:
-    """Rebuild a lexical index an older earmark made over the raw passage text (no tokens column),
-    in one transaction: its rows are kept, and their tokens cut as this version cuts them."""
-    have = [r[1] for r in db.execute("PRAGMA table_info(passages_fts)")]
-    if "tokens" in have:
+    """Rebuild a lexical index whose tokens were cut otherwise (TOKENS), in one transaction: its rows
+    are kept, and their tokens cut as this version cuts them. Needs the catalog's meta table."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'lexical_tokens'").fetchone()
+    if row is not None and row[0] == TOKENS:
         return
     db.execute("BEGIN IMMEDIATE")
     try:
@@ -37,6 +42,7 @@ def migrate(db: sqlite3.Connection) -> None:
         db.execute("DROP TABLE passages_fts")
         db.execute(SCHEMA)
         _insert(db, [tuple(r) for r in rows])
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('lexical_tokens', ?)", (TOKENS,))
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

@@ -9,10 +9,14 @@ Such a run is cut at the Unicode word boundaries of UAX #29 (the `regex` module'
 ICU and Lucene's standard tokenizer cut it): every ideograph and hiragana is a word of its own, a
 katakana word stays whole, and a phrase of them is found as a phrase of tokens. Other scripts keep
 their runs exactly as before (Korean writes spaces; UAX #29 would also join "don't" and "3.5").
+Whisper often writes Mandarin in traditional characters ("廣州") where its listener types simplified
+ones ("广州"): each ideograph is folded to its simplified form (OpenCC's t2s, one character at a time
+so that a word alone and the same word in a sentence fold alike), as accents are folded in Latin.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -29,6 +33,21 @@ _UNSPACED = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]")
 _WORD_BOUNDARY = regex.compile(r"\b", flags=regex.WORD | regex.V1)
 
 
+_HAN = regex.compile(r"\p{Han}")
+
+
+@functools.lru_cache(maxsize=1)
+def _simplifier():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+@functools.lru_cache(maxsize=65536)
+def _simplified(char: str) -> str:
+    return _simplifier().convert(char)
+
+
 def words(text: str) -> list[str]:
     """Lower-case, accent-free word tokens (letters and digits), a Chinese or Japanese run cut into
     its words (see above)."""
@@ -40,7 +59,13 @@ def runs(text: str) -> list[list[str]]:
     Japanese run, which a query must find together, in order."""
     text = unicodedata.normalize("NFKD", text.casefold())
     found = re.findall(r"\w+", "".join(c for c in text if not unicodedata.combining(c)))
-    return [[w for w in _WORD_BOUNDARY.split(run) if w] if _UNSPACED.search(run) else [run] for run in found]
+    return [_cut(run) if _UNSPACED.search(run) else [run] for run in found]
+
+
+def _cut(run: str) -> list[str]:
+    """A Chinese or Japanese run's words, its ideographs simplified."""
+    run = _HAN.sub(lambda m: _simplified(m.group()), run)
+    return [w for w in _WORD_BOUNDARY.split(run) if w]
 
 
 def lone_letter(token: str) -> bool:

@@ -240,21 +240,28 @@ def test_recording_dates_come_from_metadata_else_the_file_s_time_and_filter_sear
     assert files("--since", "2020-01-01", "--until", "2020-01-01") == {"quilter.wav"}
 
 
-def test_a_word_inside_unspaced_japanese_speech_is_found_and_timed(tmp_path, embedder):
-    """Japanese is written without spaces: "知識" (knowledge) is a word inside one long run of the
-    sentence Whisper wrote, which a whole-run tokenizer never matches."""
+def test_a_word_inside_unspaced_chinese_or_japanese_speech_is_found_and_timed(tmp_path, embedder):
+    """Chinese and Japanese are written without spaces: "知識" (knowledge) is a word inside one long run
+    of the sentence Whisper wrote, which a whole-run tokenizer never matches. Whisper wrote the Mandarin
+    clip in traditional characters (廣州); its listener types simplified ones (广州)."""
     from pipeline.ingest import ingest
     from pipeline.store import Library
     from tests.conftest import real
 
-    lib = Library(tmp_path / "ja", embedder.name)
-    assert not ingest(lib, embedder, [real("picovoice-leopard-test-ja.wav")]).failed
+    lib = Library(tmp_path / "cjk", embedder.name)
+    ja, zh = "picovoice-leopard-test-ja.wav", "aishell1-BAC009S0724W0121.wav"
+    assert not ingest(lib, embedder, [real(ja), real(zh)]).failed
     [hit] = exact(lib, "知識")
     # The sentence runs 0.5-4.6 s; the word sits in its second half, and spans a word or two.
-    assert hit.file == "picovoice-leopard-test-ja.wav" and 1.5 < hit.start < hit.end < 4.7 and hit.end - hit.start < 1.5
-    assert [h.file for h in lexical.query(lib.db, "知識", 5)] == ["picovoice-leopard-test-ja.wav"]
+    assert hit.file == ja and 1.5 < hit.start < hit.end < 4.7 and hit.end - hit.start < 1.5
+    assert [h.file for h in lexical.query(lib.db, "知識", 5)] == [ja]
     # A phrase is the characters in order, not any of them: "識知" is nowhere.
     assert exact(lib, "識知") == [] and lexical.query(lib.db, "識知", 5) == []
+    # "广州" (Guangzhou) opens the Mandarin sentence, in either script.
+    for city in ("广州", "廣州"):
+        [hit] = exact(lib, city)
+        assert hit.file == zh and hit.start < 1.5 and hit.end - hit.start < 1.5
+        assert lexical.query(lib.db, city, 5)[0].file == zh
 
 
 def test_cli_says_whether_a_phrase_is_absent_or_nothing_is_indexed(run_cli, sample_library, tmp_path, monkeypatch):

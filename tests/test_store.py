@@ -94,7 +94,15 @@ def test_a_lexical_index_over_raw_text_is_rebuilt_with_tokens_and_keeps_its_rows
 
     lib = Library(root)
     assert [h.file for h in lexical.query(lib.db, "知識", 5)] == ["ja.wav"]
+    assert [h.file for h in lexical.query(lib.db, "知识", 5)] == ["ja.wav"]  # the simplified form too
     [jfk] = lexical.query(lib.db, "country", 5)
-    assert (jfk.passage_id, jfk.start, jfk.end, jfk.text) == ("h2:0", 7.9, 10.4, "Ask what you can do for your country.")
-    Library(root)  # opening it again finds nothing to rebuild
-    assert lib.db.execute("SELECT count(*) FROM passages_fts").fetchone()[0] == 2
+    assert (jfk.passage_id, jfk.start, jfk.end) == ("h2:0", 7.9, 10.4)
+    assert jfk.text == "Ask what you can do for your country."
+    assert lib.db.execute("SELECT value FROM meta WHERE key = 'lexical_tokens'").fetchone()[0] == lexical.TOKENS
+    # An index cut by an earlier version of the tokenizer is rebuilt too; the current one is left alone.
+    lib.db.execute("UPDATE meta SET value = '1' WHERE key = 'lexical_tokens'")
+    lib.db.execute("DELETE FROM passages_fts WHERE tokens MATCH 'country'")
+    lib.db.execute("INSERT INTO passages_fts (tokens, text, passage_id) VALUES ('stale', 'Ask what', 'h2:0')")
+    assert [h.text for h in lexical.query(Library(root).db, "stale", 5)] == []
+    rebuilt = Library(root).db
+    assert rebuilt.execute("SELECT count(*) FROM passages_fts").fetchone()[0] == 2

@@ -4,8 +4,11 @@ from pipeline.text import lone_letter, runs, words
 
 
 def test_chinese_and_japanese_runs_are_cut_into_words_and_other_scripts_are_not():
-    assert words("判断的知識が") == ["判", "断", "的", "知", "識", "か"]  # dakuten folded like an accent
-    assert runs("廣州市、佛地產") == [["廣", "州", "市"], ["佛", "地", "產"]]
+    # The dakuten is folded like an accent, and a traditional character to its simplified form (識 to 识)...
+    assert words("判断的知識が") == ["判", "断", "的", "知", "识", "か"]
+    assert runs("廣州市、佛地產") == [["广", "州", "市"], ["佛", "地", "产"]]
+    # ... one character at a time, so a word folds alike alone and in a sentence.
+    assert words("廣州") == words("广州") and words("乾隆") == words("乾") + words("隆")
     assert words("ワシントンに") == ["ワシントン", "に"]  # a katakana word stays whole
     assert words("Don't ask: 3.5 MÁLAGA") == ["don", "t", "ask", "3", "5", "malaga"]
     assert words("그는 길을") == words("그는") + words("길을") and len(words("그는 길을")) == 2

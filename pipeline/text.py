@@ -31,8 +31,6 @@ STOPWORDS = frozenset(
 
 _UNSPACED = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}]")
 _WORD_BOUNDARY = regex.compile(r"\b", flags=regex.WORD | regex.V1)
-
-
 _HAN = regex.compile(r"\p{Han}")
 
 

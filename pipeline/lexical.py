@@ -96,7 +96,7 @@ def replace_file(db: sqlite3.Connection, file_hash: str, passages: list[Passage]
 def _insert(db: sqlite3.Connection, rows: list[tuple]) -> None:
     """Index rows of (text, passage_id, file_hash, file, start, end, language) with their tokens."""
     db.executemany(f"INSERT INTO passages_fts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                   [(" ".join(words(r[0])), *r) for r in rows])
+                   [(" ".join(tokens(r[0])), *r) for r in rows])
 
 
 def query(db: sqlite3.Connection, text: str, k: int, hashes: list[str] | None = None,

@@ -49,19 +49,28 @@ def _simplified(char: str) -> str:
 def words(text: str) -> list[str]:
     """Lower-case, accent-free word tokens (letters and digits), a Chinese or Japanese run cut into
     its words (see above)."""
-    return [w for run in runs(text) for w in run]
+    found = _runs(text)
+    if not _UNSPACED.search(text):  # most text: nothing to cut, so no pattern is run over each word
+        return found
+    return [w for run in found for w in _cut(run)]
 
 
 def runs(text: str) -> list[list[str]]:
     """The tokens of each unbroken run of letters and digits: one token, or the words of a Chinese or
     Japanese run, which a query must find together, in order."""
+    return [_cut(run) for run in _runs(text)]
+
+
+def _runs(text: str) -> list[str]:
+    """Unbroken runs of letters and digits, case- and accent-folded."""
     text = unicodedata.normalize("NFKD", text.casefold())
-    found = re.findall(r"\w+", "".join(c for c in text if not unicodedata.combining(c)))
-    return [_cut(run) if _UNSPACED.search(run) else [run] for run in found]
+    return re.findall(r"\w+", "".join(c for c in text if not unicodedata.combining(c)))
 
 
 def _cut(run: str) -> list[str]:
-    """A Chinese or Japanese run's words, its ideographs simplified."""
+    """A run's words: itself, or a Chinese or Japanese run's words, its ideographs simplified."""
+    if not _UNSPACED.search(run):
+        return [run]
     run = _HAN.sub(lambda m: _simplified(m.group()), run)
     return [w for w in _WORD_BOUNDARY.split(run) if w]
 

@@ -13,9 +13,14 @@ from pathlib import Path
 import click
 
 from . import allocator
-from .config import AnswerOptions, EmbedOptions, TranscribeOptions, default_library
-from .cli_evidence import register as register_evidence
 from .errors import EarmarkError
+
+try:
+    from .config import AnswerOptions, EmbedOptions, TranscribeOptions, default_library
+except EarmarkError as e:  # a malformed EARMARK_* setting, read as the options are defined
+    click.echo(f"earmark: {e}", err=True)
+    sys.exit(2)
+from .cli_evidence import register as register_evidence
 from .records import mmss, span
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ConfigError
+
 
 def default_library() -> Path:
     """The library directory: $EARMARK_LIBRARY, else a per-user data directory."""
@@ -35,6 +37,19 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def env_number(name: str, default, kind: type = int):
+    """A numeric EARMARK_* setting, or ``default`` when it is unset or empty; a value that is not a
+    number is a one-line ConfigError naming the setting (it is read when this module is imported)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name}={raw!r} is not {what}: set it to one, or unset it") from None
+
+
 @dataclass(frozen=True)
 class TranscribeOptions:
     model: str = _env("EARMARK_WHISPER_MODEL", "base")  # a name in models.WHISPER_MODELS or a .pt path
@@ -45,9 +60,9 @@ class TranscribeOptions:
     # and transcribes better (WER, all languages 0.134 -> 0.126; German 0.178 -> 0.144, names such as
     # "Grimmelshausen" right), but Whisper then cuts segments elsewhere, the passages move, and answers
     # on eval/sets/real.jsonl fell from 42 to 35 of 51 (stop-19 note): measure before changing it.
-    beam_size: int | None = int(_env("EARMARK_BEAM_SIZE", "0")) or None
+    beam_size: int | None = env_number("EARMARK_BEAM_SIZE", 0) or None
     language: str | None = None  # force one language; None detects it per speech region
-    threads: int = int(_env("EARMARK_THREADS", str(os.cpu_count() or 2)))
+    threads: int = env_number("EARMARK_THREADS", os.cpu_count() or 2)
     # Whisper's usual guards against silence and music hallucination.
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
@@ -86,7 +101,7 @@ class AnswerOptions:
     temperature: float = 0.0
     # A question whose best passage is less similar than this is answered "found nothing"
     # without asking the model (cosine similarity of MiniLM embeddings).
-    min_relevance: float = float(_env("EARMARK_MIN_RELEVANCE", "0.25"))
+    min_relevance: float = env_number("EARMARK_MIN_RELEVANCE", 0.25, float)
     # The sentence-similarity model behind min_relevance and verification (answer.py, citations.py,
     # verify.py); their thresholds are calibrated on its cosines. e5's cosines are all between about
     # 0.77 and 0.88, so the search embedder cannot tell relevant from unrelated by a threshold.

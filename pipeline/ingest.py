@@ -18,7 +18,7 @@ from . import allocator
 from . import audio as audio_mod
 from . import custody, speakers, vad
 from .chunk import passages as make_passages
-from .config import ChunkOptions, EmbedOptions, TranscribeOptions
+from .config import ChunkOptions, EmbedOptions, TranscribeOptions, env_number
 from .diarize import DiarizationError, DiarizeOptions, Diarizer
 from .embed import Embedder
 from .errors import EarmarkError
@@ -42,7 +42,7 @@ class IngestOptions:
     # Files transcribed at once, each in its own process with threads/jobs threads (--jobs); the
     # parent embeds and stores meanwhile. None: one per core when several files need transcribing
     # (see _Transcriber; eval's folder-ingest line measures it).
-    jobs: int | None = int(os.environ["EARMARK_INGEST_JOBS"]) if os.environ.get("EARMARK_INGEST_JOBS") else None
+    jobs: int | None = env_number("EARMARK_INGEST_JOBS", None)
 
 
 @dataclass

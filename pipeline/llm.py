@@ -23,7 +23,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from .config import AnswerOptions
+from .config import AnswerOptions, TranscribeOptions
 from .errors import ConfigError, LLMError
 
 log = logging.getLogger(__name__)
@@ -79,13 +79,11 @@ class ChatLlamaCpp(BaseChatModel):
 
 
 def _llama_cpp(options: AnswerOptions) -> BaseChatModel:
-    import os
-
     from .models import llm_gguf
 
     path = llm_gguf(options.model) if options.model else llm_gguf()
     return ChatLlamaCpp(model_path=str(path), temperature=options.temperature, max_tokens=options.max_tokens,
-                        n_threads=int(os.environ.get("EARMARK_THREADS", os.cpu_count() or 2)))
+                        n_threads=TranscribeOptions().threads)
 
 
 def _openai(options: AnswerOptions) -> BaseChatModel:

@@ -85,6 +85,21 @@ def test_unknown_recording_is_a_one_line_error(run_cli):
     assert code == 2 and err.count("\n") == 1 and "not in the library" in err
 
 
+@pytest.mark.parametrize("name, value, kind", [("EARMARK_BEAM_SIZE", "five", "a whole number"),
+                                               ("EARMARK_THREADS", "2.5", "a whole number"),
+                                               ("EARMARK_MIN_RELEVANCE", "high", "a number")])
+def test_a_malformed_numeric_setting_is_a_one_line_error(name, value, kind, tmp_path):
+    """Settings are read as the options are defined, on import, before the CLI's error handling runs."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, name: value, "EARMARK_LIBRARY": str(tmp_path / "lib"), "EARMARK_MALLOC": "system"}
+    run = subprocess.run([sys.executable, "-m", "pipeline", "status"], env=env, capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == f"earmark: {name}={value!r} is not {kind}: set it to one, or unset it\n"
+
+
 def test_two_jobs_transcribe_in_worker_processes_with_the_same_result(run_cli, clips_dir, tmp_path, monkeypatch):
     # Workers are spawned with modules of their own: only a transcription in this process would fail.
     monkeypatch.setattr(ingest_mod, "transcribe_piece", lambda *a, **k: pytest.fail("transcribed in the parent"))

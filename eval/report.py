@@ -163,6 +163,14 @@ def _md_title(r: dict) -> str:
             f"{r['wall_seconds'] / 60:.1f} min")
 
 
+def _decoding(models: dict) -> str:
+    """How Whisper decoded: one beam for all speech, or greedy for English and a beam for the rest."""
+    if models.get("beam_size"):
+        return f"beam {models['beam_size']}"
+    foreign = models.get("foreign_beam_size") or 1
+    return "greedy" if foreign == 1 else f"greedy for English, beam {foreign} for other languages"
+
+
 def _md_setup(r: dict) -> str:
     c, ing = r["config"], r["ingest"]
     m = c["models"]
@@ -174,7 +182,7 @@ def _md_setup(r: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in c["versions"].items() if v)
     failed = [f for f in ing["files"] if f["status"] == "failed"]
     lines = [f"## Setup\n\n- Library `{ing['library']}`: {counts}. {how}",
-             f"- Models: Whisper `{m['whisper']}` ({m['whisper_backend']}, beam {m['beam_size'] or 'greedy'}), "
+             f"- Models: Whisper `{m['whisper']}` ({m['whisper_backend']}, {_decoding(m)}), "
              f"search embedder `{m['embedder']}`, relevance and support judged by `{m.get('support_model', m['embedder'])}`, LLM `{m['llm_model']}` via {m['llm_backend']}; search k={c['search_k']}, "
              f"ask: top {c['answer_k']} of `{c['ask_search_mode']}` search, {c['threads']} threads on {c['cpus']} CPUs.",
              f"- Versions: {versions}; Python {c['python']}, {c['platform']}; memory allocator "

@@ -326,6 +326,7 @@ def run_config(embed_model: str) -> dict:
         "date": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(status) if status is not None else None,
         "models": {"whisper": t.model, "whisper_backend": t.backend, "beam_size": t.beam_size,
+                   "foreign_beam_size": t.foreign_beam_size,
                    "embedder": embed_model, "support_model": a.support_model, "llm_backend": a.llm,
                    "llm_model": a.model or (DEFAULT_LLM if a.llm == "llama-cpp" else "(backend default)")},
         "search_k": SEARCH_K, "answer_k": a.k, "ask_search_mode": SearchOptions().mode, "threads": t.threads,

@@ -90,7 +90,9 @@ def cli(ctx: click.Context, library: Path | None, embed_model: str | None, quiet
 @click.option("--whisper-model", default=TranscribeOptions().model, show_default=True,
               help="Whisper model name (env EARMARK_WHISPER_MODEL).")
 @click.option("--language", default=None, help="Force one language (e.g. en); default: detect per speech region.")
-@click.option("--beam-size", type=int, default=None, help="Beam search width; default greedy (fastest on CPU).")
+@click.option("--beam-size", type=click.IntRange(min=1), default=None,
+              help="Beam search width for all speech (env EARMARK_BEAM_SIZE); default: greedy for English, "
+                   "EARMARK_FOREIGN_BEAM_SIZE (5) for other languages. 1: greedy throughout.")
 @click.option("--speakers", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Speaker turns (RTTM or STM) of the one recording ingested. Without it, NAME.stm or "
                    "NAME.rttm beside NAME.wav is used.")
@@ -118,7 +120,8 @@ def ingest(obj: Ctx, paths: tuple[Path, ...], whisper_model: str, language: str 
     diarization.check()  # impossible bounds fail before anything is opened
     lib, embedder = obj.open()
     options = IngestOptions(transcribe=replace(TranscribeOptions(), model=whisper_model, language=language,
-                                               beam_size=beam_size), speakers=speakers,
+                                               beam_size=beam_size or TranscribeOptions().beam_size),
+                            speakers=speakers,
                             diarize=IngestOptions().diarize and not no_diarize, diarization=diarization,
                             jobs=jobs or IngestOptions().jobs)
     files = discover(paths)

@@ -56,11 +56,16 @@ class TranscribeOptions:
     # see transcribe.BACKENDS; faster-whisper is ~2.5x faster here on the same weights, openai-whisper
     # is the reference implementation
     backend: str = _env("EARMARK_WHISPER_BACKEND", "faster-whisper")
-    # None = greedy. Beam 5 costs little in the batched decoding (ingest of eval's folder 32 s -> 34 s)
-    # and transcribes better (WER, all languages 0.134 -> 0.126; German 0.178 -> 0.144, names such as
-    # "Grimmelshausen" right), but Whisper then cuts segments elsewhere, the passages move, and answers
-    # on eval/sets/real.jsonl fell from 42 to 35 of 51 (stop-19 note): measure before changing it.
+    # Beam search width for all speech; None: greedy for English, `foreign_beam_size` for the rest.
     beam_size: int | None = env_number("EARMARK_BEAM_SIZE", 0) or None
+    # Whisper base errs most outside English, and there beam search pays: on eval's folder, WER German
+    # 0.178 -> 0.144 and Spanish 0.167 -> 0.144, names such as "Grimmelshausen" and "Leichenhalle"
+    # right, for ~3% more ingest time (32.2 -> 33.1 s; most speech is English). On English it barely
+    # helps (0.116 -> 0.111) but cuts segments elsewhere, passages move, and answers on
+    # eval/sets/real.jsonl fell from 42 to 35 of 51 with beam 5 everywhere; beam 5 outside English
+    # only: 43 of 51 (stop-20 note). Whisper's English translation (an index) stays greedy: with a beam
+    # too, 38 of 51. 1 decodes all speech greedily.
+    foreign_beam_size: int = env_number("EARMARK_FOREIGN_BEAM_SIZE", 5)
     language: str | None = None  # force one language; None detects it per speech region
     threads: int = env_number("EARMARK_THREADS", os.cpu_count() or 2)
     # Whisper's usual guards against silence and music hallucination.
@@ -73,6 +78,12 @@ class TranscribeOptions:
     # Also store an English rendering of non-English speech (Whisper task="translate") and index it,
     # so English questions find recordings in other languages. Costs a second decode of that speech.
     translate: bool = _env("EARMARK_TRANSLATE", "1") not in ("0", "false", "no")
+
+    def beam(self, language: str, task: str = "transcribe") -> int:
+        """The beam width to decode speech in ``language`` with, for ``task`` (1: greedy)."""
+        if self.beam_size:
+            return self.beam_size
+        return self.foreign_beam_size if language != "en" and task == "transcribe" else 1
 
 
 @dataclass(frozen=True)

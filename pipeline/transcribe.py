@@ -86,9 +86,10 @@ class OpenAIWhisper:
                 for job in jobs]
 
     def _run(self, job: Job, task: str, opts: TranscribeOptions) -> list[dict]:
+        beam = opts.beam(job.language, task)
         return self.model.transcribe(
             job.samples, language=job.language, task=task, fp16=False,
-            beam_size=opts.beam_size, best_of=None if opts.beam_size else 5, temperature=TEMPERATURES,
+            beam_size=beam if beam > 1 else None, best_of=None if beam > 1 else 5, temperature=TEMPERATURES,
             condition_on_previous_text=False, word_timestamps=task == "transcribe",
             no_speech_threshold=opts.no_speech_threshold, logprob_threshold=opts.logprob_threshold,
             compression_ratio_threshold=opts.compression_ratio_threshold, verbose=None)["segments"]
@@ -209,7 +210,7 @@ class FasterWhisper:
         model = self.model
         tokenizer = Tokenizer(model.hf_tokenizer, True, task=task, language=language)
         results = model.model.generate(
-            encoded, [model.get_prompt(tokenizer, [])] * len(jobs), beam_size=opts.beam_size or 1,
+            encoded, [model.get_prompt(tokenizer, [])] * len(jobs), beam_size=opts.beam(language, task),
             max_length=model.max_length, return_scores=True, return_no_speech_prob=True,
             suppress_blank=True, suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
             max_initial_timestamp_index=int(round(1.0 / model.time_precision)))
@@ -255,7 +256,7 @@ class FasterWhisper:
     def _fallback(self, job: Job, task: str, opts: TranscribeOptions) -> list[dict]:
         """faster-whisper's own sequential decoding with the temperature fallback, for one window."""
         segments, _ = self.model.transcribe(
-            job.samples, language=job.language, task=task, beam_size=opts.beam_size or 1, best_of=5,
+            job.samples, language=job.language, task=task, beam_size=opts.beam(job.language, task), best_of=5,
             temperature=TEMPERATURES, condition_on_previous_text=False,
             word_timestamps=task == "transcribe", vad_filter=False,
             no_speech_threshold=opts.no_speech_threshold, log_prob_threshold=opts.logprob_threshold,

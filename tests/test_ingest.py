@@ -86,6 +86,7 @@ def test_unknown_recording_is_a_one_line_error(run_cli):
 
 
 @pytest.mark.parametrize("name, value, kind", [("EARMARK_BEAM_SIZE", "five", "a whole number"),
+                                               ("EARMARK_FOREIGN_BEAM_SIZE", "5.0", "a whole number"),
                                                ("EARMARK_THREADS", "2.5", "a whole number"),
                                                ("EARMARK_MIN_RELEVANCE", "high", "a number")])
 def test_a_malformed_numeric_setting_is_a_one_line_error(name, value, kind, tmp_path):
@@ -114,3 +115,28 @@ def test_two_jobs_transcribe_in_worker_processes_with_the_same_result(run_cli, c
     serial = _status(run_cli)
     assert [(r["file"], r["passages"], r["duration"]) for r in parallel["recordings"]] == \
         [(r["file"], r["passages"], r["duration"]) for r in serial["recordings"]]
+
+
+@pytest.mark.parametrize("env, flag, beams", [({}, [], "1 5"),
+                                              ({"EARMARK_BEAM_SIZE": "3"}, [], "3 3"),
+                                              ({"EARMARK_BEAM_SIZE": "3"}, ["--beam-size", "2"], "2 2"),
+                                              ({"EARMARK_FOREIGN_BEAM_SIZE": "1"}, [], "1 1")])
+def test_the_beam_set_in_the_environment_reaches_ingest_unless_the_flag_says_otherwise(env, flag, beams, tmp_path):
+    """Beam widths (English, German) the ingest command decodes with. The flag's absence once replaced
+    the environment's EARMARK_BEAM_SIZE with greedy decoding."""
+    import os
+    import subprocess
+    import sys
+
+    show = ("import sys, pipeline.ingest as i\n"
+            "def shown(lib, embedder, files, options, **kw):\n"
+            "    print(options.transcribe.beam('en'), options.transcribe.beam('de'))\n"
+            "    sys.exit(0)\n"
+            "i.ingest = shown\n"
+            "from pipeline.cli import cli\n"
+            "cli(sys.argv[1:])\n")
+    base = {k: v for k, v in os.environ.items() if not k.endswith("BEAM_SIZE")}
+    run = subprocess.run([sys.executable, "-c", show, "-q", "--library", str(tmp_path / "lib"), "ingest", *flag,
+                          str(SAMPLES / "jfk-inaugural-1961-excerpt.flac")],
+                         env={**base, **env, "EARMARK_MALLOC": "system"}, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout == f"{beams}\n", run.stderr

@@ -82,6 +82,22 @@ def test_language_is_detected_per_speech_region(tmp_path):
     assert english[0].start == pytest.approx(offset, abs=1.0)
 
 
+def test_speech_outside_english_is_decoded_with_a_beam_and_english_greedily(tmp_path):
+    """Whisper base errs most outside English, where a beam gets right what greedy decoding garbles
+    ("Leichenhaler"); English stays greedy, so its segments, and the passages made of them, do not move."""
+    german = transcribe(audio.load(real("picovoice-leopard-test-de.wav")), TranscribeOptions(translate=False))
+    assert re.search(r"\bLeichenhalle\b", " ".join(s.text for s in german)), german
+    # Harvard sentences on a telephone line, which a beam of 5 hears as "please most and a girl".
+    path = tmp_path / "harvard-8s.wav"
+    sf.write(path, audio.load(real("osr-harvard-list72-8k-telephone.wav")).samples[:8 * audio.SAMPLE_RATE],
+             audio.SAMPLE_RATE)
+    english = transcribe(audio.load(path), TranscribeOptions(translate=False))
+    greedy = transcribe(audio.load(path), TranscribeOptions(translate=False, foreign_beam_size=1))
+    assert {s.language for s in english} == {"en"}
+    assert [(s.start, s.end, s.text) for s in english] == [(s.start, s.end, s.text) for s in greedy]
+    assert "please most any girl" in _norm(english[0].text)
+
+
 def test_alone_regions_are_those_no_neighbour_can_share_a_window_with():
     from pipeline.vad import Region
 

@@ -24,7 +24,7 @@ from .config import AnswerOptions, EmbedOptions
 from .embed import Embedder
 from .embed import load as load_embedder
 from .llm import chat_model, parse_json, structured
-from .records import Answer, Hit, Segment, during, mmss
+from .records import Answer, Hit, Segment, during, indexed, mmss
 from .search import SearchOptions, search
 from .sentences import Span, sentences
 from .store import Library
@@ -63,10 +63,23 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
     """Answer a question from the library, with verified citations, or say that nothing was found."""
     custody.log_question(library, question)  # only if the library or EARMARK_AUDIT_QUESTIONS asks for it
     search_options = replace(search_options or SearchOptions(), k=options.k)
+    answer = _ask(library, embedder, question, options, search_options, on_token)
+    asked = speakers.named(question)
+    if not answer.found and search_options.by_speaker and isinstance(asked, speakers.SpeakerByDeed):
+        # A speaker named by a deed is the model's reading of one passage, and may be the wrong one
+        # ("the person who raised the LCD idea" read as the one who took it up): if no one is found,
+        # or their words answer nothing, the question is read again as if it named no one.
+        log.info("nothing found in the words of the speaker who %s; reading the question plainly", asked.deed)
+        answer = _ask(library, embedder, question, options, replace(search_options, by_speaker=False), None)
+    return answer
+
+
+def _ask(library: Library, embedder: Embedder, question: str, options: AnswerOptions, search_options: SearchOptions,
+         on_token: Callable[[str], None] | None) -> Answer:
     hits = search(library, embedder, question, search_options)
     # "What did the second speaker say ...?": search found the passages where that speaker speaks; each
     # is read as that speaker's words only, and judged on what is asked ("what did someone say ...?").
-    asked = speakers.by_order(question)
+    asked = speakers.named(question) if search_options.by_speaker else None
     speaker_of = {h.file_hash: h.speaker for h in hits} if asked else {}  # (search found their label)
     topic = asked.naming(question) if asked else question
     # Relevance and support are judged by the support model (MiniLM by default, whose thresholds these
@@ -152,9 +165,9 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     transcript = library.transcript(hit.file_hash)
     pool, other = ((transcript.translations, transcript.segments) if hit.translated
                    else (transcript.segments, transcript.translations))
-    every = sentences(_indexed(pool, hit.start, hit.end))
+    every = sentences(indexed(pool, hit.start, hit.end))
     # Only the other rendering's segments near these sentences: a long recording has thousands.
-    other = _indexed(other, min((s.start for s in every), default=0.0),
+    other = indexed(other, min((s.start for s in every), default=0.0),
                     max((s.end for s in every), default=0.0))
     # A recording's name says what it is about ("capitan-veneno"), as its neighbours do for a sentence.
     name = " ".join(w for w in re.split(r"[\W_]+", Path(hit.file).stem) if w)
@@ -185,7 +198,7 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     if any(s.foreign for s in spans):
         # Foreign speech is shown in every segment spoken in that time, each sentence of it rendered,
         # and any of those sentences may be cited.
-        spoken = _indexed(transcript.segments, start, end)
+        spoken = indexed(transcript.segments, start, end)
         start, end = min([start] + [s.start for s in spoken]), max([end] + [s.end for s in spoken])
         spans += [s for s in during(every, start, end) if s not in spans]
     shown = _shown(hit, chosen, spoken, start, end, renderings)
@@ -224,11 +237,6 @@ def _shown(hit: Hit, spans: list[Span], spoken: list[Segment], start: float, end
          " ".join(dict.fromkeys(s.parallel for s in spans if s.parallel)))
     said = "\n".join(Span(s.start, s.end, s.text, s.speaker).evidence for s in spoken or spans)
     return f"{said}\n(machine translation: {english})"
-
-
-def _indexed(segments, start: float, end: float) -> list[Segment]:
-    """The segments overlapping start to end that search indexes (flagged ones are Whisper's failures)."""
-    return during([s for s in segments if s.flag is None], start, end)
 
 
 def _rendered(span: Span, renderings: list[tuple[Span, str]]) -> Span:
@@ -288,9 +296,9 @@ def _english(library: Library, hit: Hit, translator: Translator | None = None) -
     spoken hit, and the answering model's rendering of the foreign words spoken (with a translator)."""
     transcript = library.transcript(hit.file_hash)
     out = [] if hit.translated else \
-        [" ".join(s.text for s in _indexed(transcript.translations, hit.start, hit.end))]
+        [" ".join(s.text for s in indexed(transcript.translations, hit.start, hit.end))]
     if translator is not None:
-        spoken = _indexed(transcript.segments, hit.start, hit.end)
+        spoken = indexed(transcript.segments, hit.start, hit.end)
         if any(s.language != "en" for s in spoken):
             out.append(" ".join(translator.english(hit.file_hash, [s.text for s in sentences(spoken)])))
     return [text for text in out if text.strip()]

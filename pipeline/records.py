@@ -127,6 +127,11 @@ def during(items, start: float, end: float) -> list:
     return [s for s in items if s.end > start and s.start < end]
 
 
+def indexed(segments, start: float, end: float) -> list:
+    """The segments overlapping start to end that search indexes (flagged ones are Whisper's failures)."""
+    return during([s for s in segments if s.flag is None], start, end)
+
+
 def mmss(seconds: float) -> str:
     """Format seconds as mm:ss (h:mm:ss past an hour), rounded down."""
     s = int(seconds)

@@ -23,8 +23,9 @@ from dataclasses import dataclass, replace
 from . import lexical, speakers
 from .embed import Embedder
 from .errors import ConfigError
-from .records import Hit, during
+from .records import Hit, during, indexed
 from .rerank import rerank
+from .sentences import sentences
 from .store import Library
 
 MODES = ("hybrid", "dense", "lexical")
@@ -42,6 +43,9 @@ class SearchOptions:
     until: str | None = None  # ... and on or before this one
     speaker: str | None = None  # only passages where this speaker has a turn
     rerank: str = os.environ.get("EARMARK_RERANK", "none")  # see rerank.RERANKERS
+    # Read a speaker the query names, by order of speaking or by what they said, and search only their
+    # passages; False reads the query plainly.
+    by_speaker: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,10 @@ def search(library: Library, embedder: Embedder, query: str, options: SearchOpti
     scope = Scope.of(library, options)
     if scope.hashes == []:
         return []
-    asked = speakers.by_order(query)
-    if asked:
+    asked = speakers.named(query) if options.by_speaker else None
+    if isinstance(asked, speakers.SpeakerByDeed):
+        hits = said_by_doer(library, embedder, query, asked, options, scope)
+    elif asked:
         hits = spoken_by(library, embedder, query, asked, options, scope)
     else:
         hits = _ranked(library, embedder, query, options, scope)
@@ -102,6 +108,24 @@ def spoken_by(library: Library, embedder: Embedder, query: str, asked: speakers.
         if label and any(s.speaker == label for s in during(segments, hit.start, hit.end)):
             kept.append(replace(hit, speaker=label))
     return kept[:options.k]
+
+
+def said_by_doer(library: Library, embedder: Embedder, query: str, asked: speakers.SpeakerByDeed,
+                 options: SearchOptions, scope: Scope) -> list[Hit]:
+    """The best passages in which the speaker a query names by a deed speaks ("what did the participant
+    who agreed with the LCD suggestion say people would find easier?"). The deed is searched for; the
+    speaker who did it in the best passage (`SpeakerByDeed.of`) is the one asked about, and their
+    passages in that recording are searched for the question. None are found where that passage
+    has no speakers, or the model names none of them."""
+    found = _ranked(library, embedder, asked.deed, replace(options, k=1), scope)
+    if not found:
+        return []
+    where = found[0]
+    label = asked.of(sentences(indexed(library.transcript(where.file_hash).segments, where.start, where.end)))
+    if label is None:
+        return []
+    theirs = replace(scope, hashes=[where.file_hash], speaker=label)
+    return [replace(hit, speaker=label) for hit in _ranked(library, embedder, asked.naming(query), options, theirs)]
 
 
 def _ranked(library: Library, embedder: Embedder, query: str, options: SearchOptions, scope: Scope) -> list[Hit]:

@@ -132,6 +132,60 @@ class SpeakerByOrder:
         return order[k] if 0 <= k < len(order) else None
 
 
+# "What did the participant who agreed with the LCD suggestion say ...?": a speaker named by what
+# they said. The deed runs from "who" to the verb of what is asked about them.
+_PERSON_NOUN = r"(?:speaker|participant|person|caller|voice|man|woman|one)"
+_ASKED_VERB = (r"(?:say|said|says|think|thinks|thought|mention|mentioned|suggest|suggested|propose|proposed|"
+               r"want|wanted|ask|asked|answer|answered|reply|replied|add|added|claim|claimed|argue|argued|"
+               r"recommend|recommended|prefer|preferred|describe|described|call|called)")
+_BY_DEED = re.compile(rf"\bthe\s+{_PERSON_NOUN}\s+(?:who|that)\s+(?P<deed>\w.*?)(?=\s+{_ASKED_VERB}\b)",
+                      re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SpeakerByDeed:
+    """A speaker a question names by something they said or did: "the participant who agreed with the
+    LCD suggestion". Search finds the moment the deed describes, and its speaker is the one asked about."""
+
+    deed: str  # "agreed with the LCD suggestion"
+    phrase: str  # as the question words it ("the participant who agreed with the LCD suggestion")
+
+    def naming(self, question: str, label: str | None = None) -> str:
+        """The question with the speaker's label in their recording for the words that describe them;
+        without one, the question as asked: unlike an order of speaking, the deed is part of what it
+        is about ("what did someone say people would find easier?" is about nothing in particular)."""
+        return question.replace(self.phrase, label) if label else question
+
+    def of(self, spans: list) -> str | None:
+        """The label of the speaker who did the deed, among the speakers of ``spans`` (sentences of the
+        moment search found for it), or None if they have no speakers. Telling "agreed with the LCD
+        suggestion" from "raised the LCD idea" takes reading, not similarity (multilingual-e5 chose
+        the speaker whose sentence says "LCD display" most plainly for both), so the answering model
+        reads the lines and names one of their labels, under a JSON schema that allows only those."""
+        labels = list(dict.fromkeys(s.speaker for s in spans if s.speaker))
+        if len(labels) < 2:
+            return labels[0] if labels else None
+        from . import prompts
+        from .config import AnswerOptions
+        from .llm import chat_model, parse_json, structured
+
+        options = AnswerOptions()
+        schema = {"type": "object", "properties": {"speaker": {"type": "string", "enum": labels}},
+                  "required": ["speaker"]}
+        messages = prompts.load("speaker").format_messages(
+            passage="\n".join(s.evidence for s in spans if s.speaker), deed=self.deed, labels=", ".join(labels))
+        label = parse_json(structured(chat_model(options), options.llm, schema).invoke(messages).content).get("speaker")
+        return label if label in labels else None
+
+
+def named(question: str) -> SpeakerByOrder | SpeakerByDeed | None:
+    """The speaker a question asks about by order of speaking or by what they said, if it does."""
+    if ordered := by_order(question):
+        return ordered
+    m = _BY_DEED.search(question)
+    return SpeakerByDeed(m["deed"], m.group(0)) if m else None
+
+
 def by_order(question: str) -> SpeakerByOrder | None:
     """The speaker a question names by order of speaking ("what did the second speaker say about
     Chicago?"), if it does. Speakers are numbered by first appearance, as diarization names them

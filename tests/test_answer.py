@@ -424,6 +424,35 @@ def test_ask_what_a_speaker_named_by_order_said(sample_library, embedder, who, p
     assert a.citations[0].file == CALL and {s.speaker for s in cited} == {name}
 
 
+@pytest.mark.parametrize("deed, who", [("said she was in Texas", "Sheila"), ("said she is in New Jersey", "Diane")])
+def test_a_speaker_named_by_what_they_said_is_found_on_the_call(sample_library, embedder, deed, who):
+    """"The caller who said she was in Texas" is whoever says so: search finds that moment, and then
+    only the passages where that speaker speaks."""
+    hits = search(sample_library, embedder, f"What did the caller who {deed} say about Chicago?", SearchOptions(k=5))
+    assert hits and {h.file for h in hits} == {CALL} and {h.speaker for h in hits} == {who}
+
+
+def test_ask_what_a_speaker_named_by_what_they_said_said(sample_library, embedder):
+    a = ask(sample_library, embedder, "What did the caller who said she was in Texas say people call her there?")
+    assert a.found and "yankee" in a.answer.lower(), a
+    segments = sample_library.transcript(a.citations[0].file_hash).segments
+    cited = [s for s in segments if s.end > a.citations[0].start and s.start < a.citations[0].end]
+    assert a.citations[0].file == CALL and {s.speaker for s in cited} == {"Sheila"}
+
+
+def test_a_speaker_misread_from_what_they_said_leaves_the_question_read_plainly(sample_library, embedder,
+                                                                                monkeypatch):
+    """If the speaker a deed names is not found, or their words answer nothing, the question is answered
+    as if it named no one. Here no speaker is found (the model is beside the point, so it is stubbed)."""
+    from pipeline.speakers import SpeakerByDeed
+
+    monkeypatch.setattr(SpeakerByDeed, "of", lambda self, spans: None)
+    question = "What did the caller who said she was in Texas say they call her down there?"
+    assert search(sample_library, embedder, question, SearchOptions(k=5)) == []
+    a = ask(sample_library, embedder, question)
+    assert a.found and "yankee" in a.answer.lower() and a.citations[0].file == CALL, a
+
+
 def test_foreign_speech_is_rendered_by_the_answering_model_once_and_kept(spanish_library):
     """The answering model renders Spanish speech in English ("medium-grained", where Whisper base's
     translation says "the middle grain"); a rendering is made once per sentence and kept in the library."""

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from pipeline.records import Segment, Word
-from pipeline.speakers import by_order, label, read_turns, speaker_at
+from pipeline.speakers import SpeakerByDeed, SpeakerByOrder, by_order, label, named, read_turns, speaker_at
 
 from .conftest import real
 
@@ -106,3 +106,24 @@ def test_the_speaker_named_by_order_is_found_by_first_appearance():
     assert [by_order(f"What did the {w} speaker say?").of(segs) for w in ("first", "second", "third", "last")] \
         == ["Diane", "Sheila", "Ann", "Ann"]
     assert by_order("What did the fourth speaker say?").of(segs) is None
+
+
+@pytest.mark.parametrize("question, deed", [
+    ("What did the participant who agreed with the LCD suggestion say people would find easier?",
+     "agreed with the LCD suggestion"),
+    ("What did the speaker who described a section that opens up say it would give access to?",
+     "described a section that opens up"),
+    ("What did the caller who said she was in Texas say they call her?", "said she was in Texas"),
+    ("What did the woman that grew up in Chicago think of New Jersey?", "grew up in Chicago"),
+    ("What did the speaker say about Chicago?", None), ("Who said she was in Texas?", None),
+    ("What did the second speaker say about Chicago?", None),  # named by order, not by deed
+    ("Where does the woman who grew up in Chicago live?", None),  # not what someone said
+])
+def test_a_speaker_named_by_what_they_said_is_recognised(question, deed):
+    asked = named(question)
+    assert (asked.deed if isinstance(asked, SpeakerByDeed) else None) == deed
+    if deed:
+        assert asked.phrase.endswith(deed) and asked.phrase in question
+        assert asked.naming(question, "Sheila") == question.replace(asked.phrase, "Sheila")
+        assert asked.naming(question) == question
+    assert isinstance(named("What did the second speaker say?"), SpeakerByOrder)

@@ -37,6 +37,23 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def env_switch(name: str, default: bool | None) -> bool | None:
+    """An on/off EARMARK_* setting: 1, true, yes or on; 0, false, no or off (any case); ``default`` when
+    unset or empty. Anything else is a one-line ConfigError naming the setting: each switch once took
+    its own spellings, so EARMARK_LLM_TRANSLATE=false left the renderings on."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() in _ON:
+        return True
+    if raw.lower() in _OFF:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not on or off: set it to 1 or 0, or unset it")
+
+
 def env_number(name: str, default, kind: type = int):
     """A numeric EARMARK_* setting, or ``default`` when it is unset or empty; a value that is not a
     number is a one-line ConfigError naming the setting (it is read when this module is imported)."""
@@ -77,7 +94,7 @@ class TranscribeOptions:
     max_window: float = 30.0
     # Also store an English rendering of non-English speech (Whisper task="translate") and index it,
     # so English questions find recordings in other languages. Costs a second decode of that speech.
-    translate: bool = _env("EARMARK_TRANSLATE", "1") not in ("0", "false", "no")
+    translate: bool = env_switch("EARMARK_TRANSLATE", True)
 
     def beam(self, language: str, task: str = "transcribe") -> int:
         """The beam width to decode speech in ``language`` with, for ``task`` (1: greedy)."""
@@ -119,4 +136,4 @@ class AnswerOptions:
     support_model: str = _env("EARMARK_SUPPORT_MODEL", "all-MiniLM-L6-v2")
     # Foreign speech is rendered into English by the answering model when a question first needs it
     # (translation.py; kept in the library), beside Whisper's own translation; 0 uses Whisper's alone.
-    translate: bool = _env("EARMARK_LLM_TRANSLATE", "1") != "0"
+    translate: bool = env_switch("EARMARK_LLM_TRANSLATE", True)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import lexical
 from .audio import sha256_file
+from .config import env_switch
 from .errors import CustodyError
 from .store import Library, Recording, now
 
@@ -224,9 +225,9 @@ def verify_audit(root: Path) -> AuditCheck:
 
 def questions_enabled(library: Library) -> bool:
     """Whether questions are audit-logged: env EARMARK_AUDIT_QUESTIONS=1, else the library's setting."""
-    env = os.environ.get(QUESTIONS_ENV)
+    env = env_switch(QUESTIONS_ENV, None)
     if env is not None:
-        return env.strip().lower() in ("1", "true", "yes", "on")
+        return env
     row = library.db.execute("SELECT value FROM meta WHERE key=?", (QUESTIONS_KEY,)).fetchone()
     return bool(row) and row["value"] == "1"
 

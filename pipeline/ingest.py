@@ -18,7 +18,7 @@ from . import allocator
 from . import audio as audio_mod
 from . import custody, speakers, vad
 from .chunk import passages as make_passages
-from .config import ChunkOptions, EmbedOptions, TranscribeOptions, env_number
+from .config import ChunkOptions, EmbedOptions, TranscribeOptions, env_number, env_switch
 from .diarize import DiarizationError, DiarizeOptions, Diarizer
 from .embed import Embedder
 from .errors import EarmarkError
@@ -37,7 +37,7 @@ class IngestOptions:
     # Speaker turns (RTTM/STM) for a single recording; otherwise a <stem>.stm/.rttm beside each file is used.
     speakers: Path | None = None
     # Without a turns file, find who spoke when by voice (diarize.py); EARMARK_DIARIZE=0 turns it off.
-    diarize: bool = os.environ.get("EARMARK_DIARIZE", "1") not in ("0", "false", "no")
+    diarize: bool = env_switch("EARMARK_DIARIZE", True)
     diarization: DiarizeOptions = DiarizeOptions()  # speaker-count bounds (--num/--min/--max-speakers)
     # Files transcribed at once, each in its own process with threads/jobs threads (--jobs); the
     # parent embeds and stores meanwhile. None: one per core when several files need transcribing

@@ -101,6 +101,32 @@ def test_a_malformed_numeric_setting_is_a_one_line_error(name, value, kind, tmp_
     assert run.stderr == f"earmark: {name}={value!r} is not {kind}: set it to one, or unset it\n"
 
 
+@pytest.mark.parametrize("name, value, command", [
+    ("EARMARK_TRANSLATE", "maybe", ["status"]), ("EARMARK_LLM_TRANSLATE", "nope", ["status"]),
+    ("EARMARK_DIARIZE", "sometimes", ["ingest", "nothing.wav"]), ("EARMARK_AUDIT_QUESTIONS", "y", ["ask", "Who?"])])
+def test_a_malformed_on_off_setting_is_a_one_line_error(name, value, command, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, name: value, "EARMARK_LIBRARY": str(tmp_path / "lib"), "EARMARK_MALLOC": "system"}
+    run = subprocess.run([sys.executable, "-m", "pipeline", *command], env=env, capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == f"earmark: {name}={value!r} is not on or off: set it to 1 or 0, or unset it\n"
+
+
+def test_on_off_settings_take_the_usual_spellings(monkeypatch):
+    """Each switch once took its own spellings: EARMARK_LLM_TRANSLATE=false left the renderings on."""
+    from pipeline.config import env_switch
+
+    for value, on in [("1", True), ("Yes", True), ("on", True), ("TRUE", True),
+                      ("0", False), ("false", False), ("No", False), ("off", False)]:
+        monkeypatch.setenv("EARMARK_LLM_TRANSLATE", value)
+        assert env_switch("EARMARK_LLM_TRANSLATE", not on) is on
+    monkeypatch.setenv("EARMARK_LLM_TRANSLATE", " ")
+    assert env_switch("EARMARK_LLM_TRANSLATE", True) is True and env_switch("EARMARK_LLM_TRANSLATE", None) is None
+
+
 def test_two_jobs_transcribe_in_worker_processes_with_the_same_result(run_cli, clips_dir, tmp_path, monkeypatch):
     # Workers are spawned with modules of their own: only a transcription in this process would fail.
     monkeypatch.setattr(ingest_mod, "transcribe_piece", lambda *a, **k: pytest.fail("transcribed in the parent"))

@@ -134,6 +134,15 @@ def structured(model: BaseChatModel, backend: str, schema: dict):
     return _STRUCTURED[backend](model, schema)
 
 
+def reply_json(prompt: str, schema: dict, options: AnswerOptions | None = None, **variables: str) -> dict:
+    """The model's reply to a prompt of prompts/ (filled with ``variables``), as JSON matching ``schema``."""
+    from . import prompts
+
+    options = options or AnswerOptions()
+    messages = prompts.load(prompt).format_messages(**variables)
+    return parse_json(structured(chat_model(options), options.llm, schema).invoke(messages).content)
+
+
 def parse_json(text: str) -> dict:
     """The JSON object in a model's reply; LLMError if there is none."""
     start, end = text.find("{"), text.rfind("}")

@@ -27,18 +27,14 @@ def _none(question: str, hits: list[Hit]) -> list[Hit]:
 
 
 def _llm(question: str, hits: list[Hit]) -> list[Hit]:
-    from . import prompts
     from .answer import format_passages
-    from .config import AnswerOptions
-    from .llm import chat_model, parse_json, structured
+    from .llm import reply_json
 
-    options = AnswerOptions()
     schema = {"type": "object", "properties": {"order": {
         "type": "array", "items": {"type": "integer", "minimum": 1, "maximum": len(hits)}, "maxItems": len(hits)}},
         "required": ["order"]}
-    messages = prompts.load("rerank").format_messages(passages=format_passages(hits), question=question)
-    reply = structured(chat_model(options), options.llm, schema).invoke(messages)
-    return by_order(hits, parse_json(reply.content).get("order", []))
+    reply = reply_json("rerank", schema, passages=format_passages(hits), question=question)
+    return by_order(hits, reply.get("order", []))
 
 
 def by_order(hits: list[Hit], order: list) -> list[Hit]:

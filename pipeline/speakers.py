@@ -165,16 +165,12 @@ class SpeakerByDeed:
         labels = list(dict.fromkeys(s.speaker for s in spans if s.speaker))
         if len(labels) < 2:
             return labels[0] if labels else None
-        from . import prompts
-        from .config import AnswerOptions
-        from .llm import chat_model, parse_json, structured
+        from .llm import reply_json
 
-        options = AnswerOptions()
         schema = {"type": "object", "properties": {"speaker": {"type": "string", "enum": labels}},
                   "required": ["speaker"]}
-        messages = prompts.load("speaker").format_messages(
-            passage="\n".join(s.evidence for s in spans if s.speaker), deed=self.deed, labels=", ".join(labels))
-        label = parse_json(structured(chat_model(options), options.llm, schema).invoke(messages).content).get("speaker")
+        label = reply_json("speaker", schema, passage="\n".join(s.evidence for s in spans if s.speaker),
+                           deed=self.deed, labels=", ".join(labels)).get("speaker")
         return label if label in labels else None
 
 

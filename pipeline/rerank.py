@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Callable
 
+from .config import AnswerOptions
 from .errors import ConfigError
 from .records import Hit
 
@@ -22,18 +23,18 @@ log = logging.getLogger(__name__)
 POOL = 5  # candidates reranked (ask shows the model five); each adds ~100 tokens (~1.6 s) of LLM prompt
 
 
-def _none(question: str, hits: list[Hit]) -> list[Hit]:
+def _none(question: str, hits: list[Hit], llm: AnswerOptions | None = None) -> list[Hit]:
     return hits
 
 
-def _llm(question: str, hits: list[Hit]) -> list[Hit]:
+def _llm(question: str, hits: list[Hit], llm: AnswerOptions | None = None) -> list[Hit]:
     from .answer import format_passages
     from .llm import reply_json
 
     schema = {"type": "object", "properties": {"order": {
         "type": "array", "items": {"type": "integer", "minimum": 1, "maximum": len(hits)}, "maxItems": len(hits)}},
         "required": ["order"]}
-    reply = reply_json("rerank", schema, passages=format_passages(hits), question=question)
+    reply = reply_json("rerank", schema, llm, passages=format_passages(hits), question=question)
     return by_order(hits, reply.get("order", []))
 
 
@@ -54,7 +55,7 @@ def _cross_encoder_model(path: str):
     return CrossEncoder(path, device="cpu", local_files_only=True)
 
 
-def _cross_encoder(question: str, hits: list[Hit]) -> list[Hit]:
+def _cross_encoder(question: str, hits: list[Hit], llm: AnswerOptions | None = None) -> list[Hit]:
     path = os.environ.get("EARMARK_CROSS_ENCODER")
     if not path or not os.path.isdir(path):
         raise ConfigError("no cross-encoder installed: set EARMARK_CROSS_ENCODER to a local sentence-transformers "
@@ -63,15 +64,16 @@ def _cross_encoder(question: str, hits: list[Hit]) -> list[Hit]:
     return [h for _, h in sorted(zip(scores, hits), key=lambda x: -x[0])]
 
 
-RERANKERS: dict[str, Callable[[str, list[Hit]], list[Hit]]] = {
+RERANKERS: dict[str, Callable[[str, list[Hit], AnswerOptions | None], list[Hit]]] = {
     "none": _none,
     "llm": _llm,
     "cross-encoder": _cross_encoder,
 }
 
 
-def rerank(name: str, question: str, hits: list[Hit]) -> list[Hit]:
-    """The first POOL hits reordered by the named reranker, followed by the rest as they were."""
+def rerank(name: str, question: str, hits: list[Hit], llm: AnswerOptions | None = None) -> list[Hit]:
+    """The first POOL hits reordered by the named reranker (``llm``: the model that `llm` asks, by default
+    the configured one), followed by the rest as they were."""
     if name not in RERANKERS:
         raise ConfigError(f"unknown reranker {name!r}; choose one of: {', '.join(RERANKERS)}")
-    return RERANKERS[name](question, hits[:POOL]) + hits[POOL:] if hits else hits
+    return RERANKERS[name](question, hits[:POOL], llm) + hits[POOL:] if hits else hits

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from . import lexical, speakers
+from .config import AnswerOptions
 from .embed import Embedder
 from .errors import ConfigError
 from .records import Hit, during, indexed
@@ -46,6 +47,8 @@ class SearchOptions:
     # Read a speaker the query names, by order of speaking or by what they said, and search only their
     # passages; False reads the query plainly.
     by_speaker: bool = True
+    # The model search asks, to rerank (`rerank="llm"`) and to name the speaker of a deed: ask's own.
+    llm: AnswerOptions = AnswerOptions()
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def search(library: Library, embedder: Embedder, query: str, options: SearchOpti
         hits = spoken_by(library, embedder, query, asked, options, scope)
     else:
         hits = _ranked(library, embedder, query, options, scope)
-    return hits if options.rerank == "none" else rerank(options.rerank, query, hits)
+    return hits if options.rerank == "none" else rerank(options.rerank, query, hits, options.llm)
 
 
 def spoken_by(library: Library, embedder: Embedder, query: str, asked: speakers.SpeakerByOrder,
@@ -121,7 +124,8 @@ def said_by_doer(library: Library, embedder: Embedder, query: str, asked: speake
     if not found:
         return []
     where = found[0]
-    label = asked.of(sentences(indexed(library.transcript(where.file_hash).segments, where.start, where.end)))
+    label = asked.of(sentences(indexed(library.transcript(where.file_hash).segments, where.start, where.end)),
+                     options.llm)
     if label is None:
         return []
     theirs = replace(scope, hashes=[where.file_hash], speaker=label)

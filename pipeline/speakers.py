@@ -156,12 +156,13 @@ class SpeakerByDeed:
         is about ("what did someone say people would find easier?" is about nothing in particular)."""
         return question.replace(self.phrase, label) if label else question
 
-    def of(self, spans: list) -> str | None:
+    def of(self, spans: list, llm=None) -> str | None:
         """The label of the speaker who did the deed, among the speakers of ``spans`` (sentences of the
         moment search found for it), or None if they have no speakers. Telling "agreed with the LCD
         suggestion" from "raised the LCD idea" takes reading, not similarity (multilingual-e5 chose
         the speaker whose sentence says "LCD display" most plainly for both), so the answering model
-        reads the lines and names one of their labels, under a JSON schema that allows only those."""
+        reads the lines and names one of their labels, under a JSON schema that allows only those.
+        ``llm``: the AnswerOptions of the model to ask (default: the configured one)."""
         labels = list(dict.fromkeys(s.speaker for s in spans if s.speaker))
         if len(labels) < 2:
             return labels[0] if labels else None
@@ -169,7 +170,7 @@ class SpeakerByDeed:
 
         schema = {"type": "object", "properties": {"speaker": {"type": "string", "enum": labels}},
                   "required": ["speaker"]}
-        label = reply_json("speaker", schema, passage="\n".join(s.evidence for s in spans if s.speaker),
+        label = reply_json("speaker", schema, llm, passage="\n".join(s.evidence for s in spans if s.speaker),
                            deed=self.deed, labels=", ".join(labels)).get("speaker")
         return label if label in labels else None
 

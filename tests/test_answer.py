@@ -446,11 +446,27 @@ def test_a_speaker_misread_from_what_they_said_leaves_the_question_read_plainly(
     as if it named no one. Here no speaker is found (the model is beside the point, so it is stubbed)."""
     from pipeline.speakers import SpeakerByDeed
 
-    monkeypatch.setattr(SpeakerByDeed, "of", lambda self, spans: None)
+    monkeypatch.setattr(SpeakerByDeed, "of", lambda self, spans, llm=None: None)
     question = "What did the caller who said she was in Texas say they call her down there?"
     assert search(sample_library, embedder, question, SearchOptions(k=5)) == []
     a = ask(sample_library, embedder, question)
     assert a.found and "yankee" in a.answer.lower() and a.citations[0].file == CALL, a
+
+
+def test_the_model_ask_is_given_also_names_the_speaker_of_a_deed(sample_library, embedder, monkeypatch):
+    """`ask --llm-model X` is X throughout: naming the speaker a question describes (in search) too."""
+    from pipeline import llm
+
+    asked = []
+
+    def chat_model(options):
+        asked.append(options.model)
+        raise llm.LLMError("stop here")
+    monkeypatch.setattr(llm, "chat_model", chat_model)
+    with pytest.raises(llm.LLMError, match="stop here"):
+        ask(sample_library, embedder, "What did the caller who said she was in Texas say people call her there?",
+            AnswerOptions(model="chosen.gguf"))
+    assert asked == ["chosen.gguf"]
 
 
 def test_foreign_speech_is_rendered_by_the_answering_model_once_and_kept(spanish_library):

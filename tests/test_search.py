@@ -163,8 +163,8 @@ def test_llm_rerank_runs_the_model_and_returns_its_order(sample_library, embedde
     calls = []
     real_llm = rerank.RERANKERS["llm"]
 
-    def spy(question, hits):
-        out = real_llm(question, hits)  # the real packaged LLM
+    def spy(question, hits, llm=None):
+        out = real_llm(question, hits, llm)  # the real packaged LLM
         calls.append(([h.passage_id for h in hits], [h.passage_id for h in out]))
         return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -81,20 +82,32 @@ def discover(paths: Iterable[str | Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+class Cancelled(EarmarkError):
+    """Ingest was asked to stop (the server is shutting down); what was stored stays, the rest resumes."""
+
+
 def ingest(library: Library, embedder: Embedder, paths: Iterable[str | Path],
            options: IngestOptions = IngestOptions(),
-           on_file: Callable[[FileResult], None] | None = None) -> IngestReport:
-    """Ingest every file under `paths`; failures are recorded per file, never raised."""
+           on_file: Callable[[FileResult], None] | None = None,
+           cancel: threading.Event | None = None) -> IngestReport:
+    """Ingest every file under `paths`; failures are recorded per file, never raised.
+
+    Setting `cancel` stops the run between files (and a file transcribed here between pieces): the
+    files not finished are left out of the report and a later run resumes them."""
     report = IngestReport()
     files = discover(paths)
     if options.speakers and len(files) > 1:
         raise EarmarkError("--speakers gives the turns of one recording; for several, put NAME.rttm "
                            "(or NAME.stm) beside each NAME.wav instead")
-    transcriber = _Transcriber(options)
+    transcriber = _Transcriber(options, cancel)
     try:
         transcriber.start(library, files)
         for path in files:
+            if transcriber.cancelled:
+                break
             result = _ingest_one(library, embedder, path, options, report, transcriber)
+            if transcriber.cancelled:
+                break  # a file cut short by the stop is not a failure: it resumes next time
             report.results.append(result)
             if on_file:
                 on_file(result)
@@ -172,10 +185,15 @@ class _Transcriber:
     already hold torch and CTranslate2 thread pools.
     """
 
-    def __init__(self, options: IngestOptions):
+    def __init__(self, options: IngestOptions, cancel: threading.Event | None = None):
         self.options = options
+        self.cancel = cancel
         self.pool = None
         self.pending: dict[Path, object] = {}
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
 
     def start(self, library: Library, files: list[Path]) -> None:
         """Start transcribing, in workers, the files that need it, if there is more than one."""
@@ -204,15 +222,21 @@ class _Transcriber:
         return None if library.recording(sha) and library.transcript_path(sha).exists() else (sha, turns)
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+        if self.pool is None:
+            return
+        if self.cancelled:  # stop now: a worker mid-file would otherwise finish it first
+            processes = list(getattr(self.pool, "_processes", {}).values())  # no public way before 3.14
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            for p in processes:
+                p.terminate()
+        self.pool.shutdown(cancel_futures=True)
 
     def transcript(self, path: Path, sha: str, turns: list | None,
                    report: IngestReport) -> tuple[Transcript, dict[str, str]]:
         """The file's transcript and when it was recorded (`recorded`), transcribed here or by a worker."""
         future = self.pending.pop(path, None)
         if future is None:
-            transcript, timings, dated = transcribe_file(path, sha, self.options, turns)
+            transcript, timings, dated = transcribe_file(path, sha, self.options, turns, self.cancel)
         else:
             transcript, timings, dated = future.result()
         for stage, seconds in timings.items():
@@ -226,8 +250,8 @@ def _worker_start(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def transcribe_file(path: Path, sha: str, options: IngestOptions,
-                    turns: list | None = None) -> tuple[Transcript, dict[str, float], dict[str, str]]:
+def transcribe_file(path: Path, sha: str, options: IngestOptions, turns: list | None = None,
+                    cancel: threading.Event | None = None) -> tuple[Transcript, dict[str, float], dict[str, str]]:
     """Transcribe (and diarize) a file piece by piece as ffmpeg decodes it, so memory stays flat;
     returns the transcript, the seconds spent per stage and when it was recorded (`recorded`, from the
     same ffprobe reading)."""
@@ -244,6 +268,8 @@ def transcribe_file(path: Path, sha: str, options: IngestOptions,
     translations: list = []
     samples = 0
     for piece, regions in _timed(vad.pieces(audio_mod.stream(path, channels=info.channels)), report, "decode+vad"):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"{path.name}: ingest stopped; it resumes on the next run")
         t = time.perf_counter()
         spoken, english = transcribe_piece(piece, regions, options.transcribe)
         segments += spoken

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import shutil
+import struct
 import subprocess
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,13 +49,69 @@ class Audio:
         return len(self.samples) / SAMPLE_RATE
 
 
+def shown(name: str | os.PathLike) -> str:
+    """A file name (or a path's name) as printed: control characters (a newline, a tab, an escape)
+    and bytes that are not UTF-8 escaped, so one file's report stays one line and cannot drive the
+    terminal. Letters of any script are kept as they are."""
+    return one_line(Path(name).name if isinstance(name, os.PathLike) else name)
+
+
+def one_line(text: str) -> str:
+    """`text` with its control and format characters and line separators written as escapes (\\n,
+    \\x1b, \\u202e, \\u2028); spaces and the letters of any script are kept."""
+    if text.isprintable():
+        return text
+    out = []
+    for c in text:
+        if 0xDC80 <= ord(c) <= 0xDCFF:  # a byte os.fsdecode could not decode (surrogateescape)
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        elif not unicodedata.category(c).startswith(("C", "Zl", "Zp")):
+            out.append(c)
+        else:
+            out.append(c.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
+def missing(path: Path) -> str:
+    """Why a path named for ingest is not a file, and what to do, as one line."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python 3.11 says "Symlink loop" this way, 3.13 as OSError ELOOP
+            return f"{shown(path)}: symbolic link loop; point the link at a recording or remove it"
+        except OSError as e:
+            if e.errno == 40:  # ELOOP
+                return f"{shown(path)}: symbolic link loop; point the link at a recording or remove it"
+            target = one_line(os.readlink(path))
+            return f"{shown(path)}: broken symbolic link, points to {target}; fix the link or remove it"
+    if path.exists():
+        return f"{shown(path)}: not a regular file; name a recording"
+    return f"{one_line(str(path))}: no such file; check the path"
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes, read in pieces."""
+    """SHA-256 of a file's bytes, read in pieces; AudioError naming the file if it cannot be read."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    except OSError as e:
+        raise AudioError(f"{shown(path)}: cannot be read ({e.strerror or e}); check its permissions "
+                         "(chmod +r) and that its disk is mounted") from e
     return h.hexdigest()
+
+
+def check_unchanged(path: Path, sha256: str) -> None:
+    """AudioError unless the file still has the bytes hashed as `sha256` before it was decoded.
+
+    The hash is the recording's identity and is taken before decoding; a file still being written
+    (a recorder, a copy) or replaced meanwhile would be stored under a hash its transcript does not
+    match. Re-reading costs far less than the transcription it guards (SHA-256 runs at hundreds of
+    MB/s); retrying at once would meet a file still growing, so it fails and the next run takes it."""
+    if sha256_file(path) != sha256:
+        raise AudioError(f"{shown(path)}: changed while it was read (still being written, or replaced); "
+                         "nothing was stored: ingest it again once it is complete")
 
 
 def load(path: str | Path, sha256: str | None = None) -> Audio:
@@ -84,6 +143,9 @@ class Probe:
     channels: int  # of the first audio stream
     seconds: float | None  # its length as the container states it, if it does
     tags: dict[str, str] = field(default_factory=dict)  # container and audio-stream metadata, keys lower-case
+    # What the file's own header promises when ffprobe reports less (ffprobe clamps a WAV's length to
+    # the bytes present, so a WAV cut short "is" as long as what is left); else None.
+    stated: float | None = None
 
 
 def probe(path: str | Path) -> Probe:
@@ -95,11 +157,14 @@ def probe(path: str | Path) -> Probe:
     try:
         info = mediainfo_json(str(path))
     except (IndexError, OSError, ValueError) as e:
-        raise AudioError(f"{path.name}: not decodable audio ({_first_line(e)}); "
+        raise AudioError(f"{shown(path)}: not decodable audio ({_first_line(e)}); "
                          "check the file plays, or convert it with ffmpeg") from e
     audio = [s for s in info.get("streams", []) if s.get("codec_type") == "audio"]
+    if not audio and any(s.get("codec_type") == "video" for s in info.get("streams", [])):
+        raise AudioError(f"{shown(path)}: a video with no audio track; nothing to transcribe "
+                         "(ingest a copy that has its sound)")
     if not audio:
-        raise AudioError(f"{path.name}: not decodable audio (no audio stream); "
+        raise AudioError(f"{shown(path)}: not decodable audio (no audio stream); "
                          "check the file plays, or convert it with ffmpeg")
     seconds = audio[0].get("duration") or info.get("format", {}).get("duration")
     try:
@@ -107,7 +172,41 @@ def probe(path: str | Path) -> Probe:
     except ValueError:
         seconds = None
     tags = {k.lower(): str(v) for k, v in {**audio[0].get("tags", {}), **info.get("format", {}).get("tags", {})}.items()}
-    return Probe(int(audio[0].get("channels") or 1), seconds, tags)
+    return Probe(int(audio[0].get("channels") or 1), seconds, tags, _wav_seconds(path))
+
+
+def _wav_seconds(path: Path) -> float | None:
+    """The length a RIFF WAV's header states (its data chunk's size over its byte rate), or None.
+
+    Read here because neither ffprobe nor libsndfile reports it: both clamp it to the bytes present.
+    A size of 0 or 0xFFFFFFFF is a streaming writer's placeholder, not a length (RF64 is skipped too)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            rate = None
+            while len(chunk := f.read(8)) == 8:
+                kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if kind == b"fmt " and size >= 16:
+                    rate = struct.unpack("<I", f.read(16)[8:12])[0]  # nAvgBytesPerSec
+                    f.seek(size - 16 + size % 2, 1)
+                elif kind == b"data":
+                    return size / rate if rate and 0 < size < 0xFFFFFFF0 else None
+                else:
+                    f.seek(size + size % 2, 1)
+    except OSError:
+        return None
+    return None
+
+
+def truncation(info: Probe, decoded_seconds: float) -> str | None:
+    """A warning if far fewer seconds decoded than the file states (a copy cut short, a recorder that
+    lost power), else None. Half a second and 2 % of slack absorb codec padding and rounding."""
+    stated = max(info.seconds or 0.0, info.stated or 0.0)
+    if stated - decoded_seconds <= max(0.5, 0.02 * stated):
+        return None
+    return f"truncated — its header says {stated:.1f} s, only {decoded_seconds:.1f} s decoded"
 
 
 # Where containers keep the moment a recording was made, most specific first: an iPhone's voice memo
@@ -179,17 +278,18 @@ def stream(path: str | Path, block_seconds: float = 300.0, channels: int | None 
             start += len(mono)
         error = proc.stderr.read().decode(errors="replace")
     if proc.returncode != 0:
-        raise AudioError(f"{path.name}: ffmpeg could not decode it after {start / SAMPLE_RATE:.1f} s "
+        raise AudioError(f"{shown(path)}: ffmpeg could not decode it after {start / SAMPLE_RATE:.1f} s "
                          f"({_first_line(RuntimeError(error))}); check the file plays, or convert it with ffmpeg")
     if start == 0:
-        raise AudioError(f"{path.name}: decodes to no audio samples")
+        raise AudioError(f"{shown(path)}: decodes to no audio samples; check the file plays, "
+                         "or convert it with ffmpeg")
 
 
 def _check_decodable(path: Path) -> None:
     if not path.is_file():
-        raise AudioError(f"{path}: no such file")
+        raise AudioError(missing(path))
     if path.stat().st_size == 0:
-        raise AudioError(f"{path.name}: empty file (0 bytes); nothing to transcribe")
+        raise AudioError(f"{shown(path)}: empty file (0 bytes); nothing to transcribe")
     if shutil.which("ffmpeg") is None:
         raise AudioError("ffmpeg is not installed: run `apt-get install ffmpeg` (see README set-up)")
 

@@ -276,9 +276,10 @@ def reindex(obj: Ctx) -> None:
     from .ingest import index_transcript
 
     lib, embedder = obj.open()
-    for r in lib.recordings():
-        n = index_transcript(lib, embedder, lib.transcript(r.sha256), ChunkOptions())
-        click.echo(f"{r.file_name}: {n} passages")
+    with lib.writing():  # one writer at a time (lock.py)
+        for r in lib.recordings():
+            n = index_transcript(lib, embedder, lib.transcript(r.sha256), ChunkOptions())
+            click.echo(f"{r.file_name}: {n} passages")
 
 
 @cli.command("eval")

@@ -181,7 +181,8 @@ def redact(obj, file: str, ranges: str, out: Path, tone: bool) -> None:
 
     spans = parse_ranges(ranges)
     lib = _library(obj)
-    m = run_redact(lib, lib.find(file), spans, out, tone)
+    with lib.writing():  # it records the ranges in the library: one writer at a time (lock.py)
+        m = run_redact(lib, lib.find(file), spans, out, tone)
     click.echo(f"wrote {out} ({len(m['ranges'])} ranges replaced by {m['fill']}), "
                f"{', '.join(m['transcripts'])} and {manifest_path(out).name}")
 
@@ -220,7 +221,8 @@ def speakers_rename(obj, file: str, old: str, new: str) -> None:
     from .speakers import rename
 
     lib, embedder = obj.open()
-    n = rename(lib, embedder, lib.find(file).sha256, old, new)
+    with lib.writing():  # a new transcript version and a re-index: one writer at a time (lock.py)
+        n = rename(lib, embedder, lib.find(file).sha256, old, new)
     click.echo(f"{old} → {new} in {n} segments of {lib.find(file).file_name}; re-indexed")
 
 

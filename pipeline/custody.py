@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import lexical
+from . import lexical, trace
 from .audio import sha256_file
 from .config import env_switch
 from .errors import CustodyError
@@ -112,6 +112,8 @@ def log_event(root: Path, event: str, **details) -> dict:
         torn = last is not None and not _ends_with_newline(fd)
         os.write(fd, (b"\n" if torn else b"") + line)  # one write: a line is whole or absent
         os.fsync(fd)
+        # A kill here leaves the log one entry past the catalog's head; repair_head mends exactly that.
+        trace.point("audit", str(details.get("file") or event))
         _set_head(Path(root), {"seq": seq, "hash": entry["hash"]})
     finally:
         os.close(fd)  # closing releases the lock
@@ -131,6 +133,78 @@ def _last_line(fd: int) -> bytes | None:
         if cut >= 0 or start == 0:
             return data[cut + 1:]
         block *= 4
+
+
+def _tail(fd: int, n: int) -> list[bytes]:
+    """The last n lines (fewer if the log is shorter), oldest first."""
+    size, block = os.fstat(fd).st_size, 1 << 16
+    while True:
+        start = max(0, size - block)
+        lines = os.pread(fd, size - start, start).rstrip(b"\n").split(b"\n")
+        if len(lines) > n or start == 0:
+            return [x for x in lines[-n:] if x]
+        block *= 4
+
+
+def repair_head(root: Path) -> bool:
+    """Move the catalog's audit head onto the log's last entry when a writer was killed between
+    appending that entry (fsynced) and recording it as the head; True if it did.
+
+    Only that one case is mended: the last entry is seq head+1, links to the head's line, and the
+    line before it is the head entry. Anything else (lines cut off, edited, several unrecorded
+    entries) is left for `verify --audit` to report. Callers hold the writer lock (store.Library.writing)."""
+    path = Path(root) / AUDIT_FILE
+    if not path.exists():
+        return False
+    head = _get_head(Path(root))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # no append may run between reading the tail and moving the head
+        lines = _tail(fd, 2)
+        try:
+            last = json.loads(lines[-1])
+        except (ValueError, IndexError):
+            return False
+        before = lines[0] if len(lines) == 2 else None
+        if head is None:
+            fits = before is None and last.get("seq") == 1 and last.get("prev") == GENESIS
+        else:
+            try:
+                head_entry = json.loads(before) if before else None
+            except ValueError:
+                return False
+            fits = (head_entry is not None and head_entry.get("seq") == head["seq"]
+                    and head_entry.get("hash") == head["hash"] and last.get("seq") == head["seq"] + 1
+                    and last.get("prev") == _digest(before))
+        if not fits or last.get("hash") != _entry_hash(last):
+            return False
+        _set_head(Path(root), {"seq": last["seq"], "hash": last["hash"]})
+    finally:
+        os.close(fd)
+    log.warning("audit log: entry seq %d was written but a kill stopped the catalog recording it; "
+                "recorded it now", last["seq"])
+    return True
+
+
+def logged_ingest(root: Path, sha256: str) -> bool:
+    """Whether the log's latest ingest-or-delete entry for this recording is an ingest: an ingest
+    killed after its audit entry but before the recording was marked indexed must not log it twice."""
+    path = Path(root) / AUDIT_FILE
+    if not path.exists():
+        return False
+    latest = None
+    key = sha256.encode()
+    with path.open("rb") as f:
+        for raw in f:
+            if key not in raw:  # cheap test first: most lines are about other recordings
+                continue
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            if entry.get("sha256") == sha256 and entry.get("event") in ("ingest", "delete"):
+                latest = entry["event"]
+    return latest == "ingest"
 
 
 def _ends_with_newline(fd: int) -> bool:
@@ -217,7 +291,11 @@ def verify_audit(root: Path) -> AuditCheck:
         prev, expected_seq, last = _digest(raw), (seq + 1 if isinstance(seq, int) else expected_seq + 1), entry
     check.entries = len(lines)
     head = _get_head(Path(root))
-    if head and (last is None or last.get("seq") != head["seq"] or last.get("hash") != head["hash"]):
+    if head and last is not None and last.get("seq") == head["seq"] + 1 and last.get("prev") == _digest(lines[-2] if len(lines) > 1 else b""):
+        check.problems.append((len(lines), f"entry seq {last.get('seq')} is not yet recorded in the catalog (a write "
+                                           "was interrupted there, or the line was appended): the next write to "
+                                           "the library records it"))
+    elif head and (last is None or last.get("seq") != head["seq"] or last.get("hash") != head["hash"]):
         check.problems.append((len(lines) + 1, f"the log ends before entry seq {head['seq']}, the last one the "
                                                "catalog recorded (lines were cut from the end, or replaced)"))
     return check
@@ -247,6 +325,12 @@ def log_question(library: Library, question: str) -> None:
 
 # --- deletion --------------------------------------------------------------------------------
 def delete_recording(library: Library, rec: Recording) -> Path:
+    """Remove a recording (see _delete), holding the library's writer lock."""
+    with library.writing():
+        return _delete(library, rec)
+
+
+def _delete(library: Library, rec: Recording) -> Path:
     """Remove a recording from the catalog and both indexes; its transcripts move to LIBRARY/deleted/HASH/.
 
     Transcripts are moved, not destroyed, so what was deleted stays reviewable; the audit log records it.

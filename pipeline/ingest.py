@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import allocator
 from . import audio as audio_mod
-from . import custody, speakers, vad
+from . import custody, speakers, trace, vad
 from .chunk import passages as make_passages
 from .config import ChunkOptions, EmbedOptions, TranscribeOptions, env_number, env_switch
 from .diarize import DiarizationError, DiarizeOptions, Diarizer
@@ -93,12 +93,23 @@ def ingest(library: Library, embedder: Embedder, paths: Iterable[str | Path],
     """Ingest every file under `paths`; failures are recorded per file, never raised.
 
     Setting `cancel` stops the run between files (and a file transcribed here between pieces): the
-    files not finished are left out of the report and a later run resumes them."""
-    report = IngestReport()
+    files not finished are left out of the report and a later run resumes them.
+
+    The whole run holds the library's writer lock (lock.py), so a second ingest (or the server's)
+    waits for this one: the transcriber plans its work from what the library holds at the start, and
+    two runs of overlapping folders would otherwise transcribe the same files twice on the same cores."""
     files = discover(paths)
     if options.speakers and len(files) > 1:
         raise EarmarkError("--speakers gives the turns of one recording; for several, put NAME.rttm "
                            "(or NAME.stm) beside each NAME.wav instead")
+    with library.writing(cancel=cancel):
+        return _ingest_all(library, embedder, files, options, on_file, cancel)
+
+
+def _ingest_all(library: Library, embedder: Embedder, files: list[Path], options: IngestOptions,
+                on_file: Callable[[FileResult], None] | None, cancel: threading.Event | None) -> IngestReport:
+    """ingest() with the writer lock held."""
+    report = IngestReport()
     transcriber = _Transcriber(options, cancel)
     try:
         transcriber.start(library, files)
@@ -139,31 +150,53 @@ def ingest_file(library: Library, embedder: Embedder, path: Path, options: Inges
     turns_file = options.speakers or speakers.sidecar(path)
     turns = speakers.read_turns(turns_file) if turns_file else None
     rec = library.recording(sha)
-    if rec and library.transcript_path(sha).exists():
+    if library.transcript_path(sha).exists():
         transcript = library.transcript(sha)
+        if rec is None:  # killed between saving the transcript and cataloguing it: it is whole, keep it
+            _catalog(library, path, sha, transcript, recorded(path, audio_mod.probe(path).tags))
+            rec = library.recording(sha)
         relabel = bool(turns) and _labels(transcript) != _labels(_with_speakers(transcript, turns))
         if rec.status == "indexed" and not relabel:
             same = "" if rec.file_name == path.name else f" as {rec.file_name} (same content)"
             return FileResult(path, "skipped", f"already in the library{same}", sha, rec.duration or 0.0)
+        resumed = rec.status != "indexed"
         if relabel:
+            # Not indexed until re-indexed: a kill after the new labels are saved must not leave
+            # "indexed" over passages with the old ones (the labels would then match, and it be skipped).
+            library.set_status(sha, "transcribed")
             transcript = _with_speakers(transcript, turns)
             library.save_transcript(transcript)
     else:
         transcriber = transcriber or _Transcriber(options)
         transcript, dated = transcriber.transcript(path, sha, turns, report)
-        library.save_transcript(transcript)
-        library.upsert_recording(sha, file_name=path.name, path=str(path.resolve()), size=path.stat().st_size,
-                                 duration=transcript.duration, status="transcribed",
-                                 languages=transcript.languages, transcribe_model=transcript.model,
-                                 **dated)
-    n = index_transcript(library, embedder, transcript, options.chunk, report)
-    custody.log_event(library.root, "ingest", file=path.name, sha256=sha, path=str(path.resolve()),
-                      size=path.stat().st_size, speakers=turns_file.name if turns_file else None)
+        with trace.stage("catalog", path.name):
+            library.save_transcript(transcript)
+            trace.point("catalog", path.name)
+            _catalog(library, path, sha, transcript, dated)
+        resumed = False
+
+    def audit() -> None:
+        # Logged before the recording is marked indexed, so a kill can never leave an indexed
+        # recording without its entry; a resumed ingest whose entry was written does not write another.
+        if resumed and custody.logged_ingest(library.root, sha):
+            return
+        with trace.stage("audit", path.name):
+            custody.log_event(library.root, "ingest", file=path.name, sha256=sha, path=str(path.resolve()),
+                              size=path.stat().st_size, speakers=turns_file.name if turns_file else None)
+
+    n = index_transcript(library, embedder, transcript, options.chunk, report, before_indexed=audit)
     who = f", speakers from {turns_file.name}" if turns_file else ""
     if not turns_file and transcript.model.get("diarization"):
         d = transcript.model["diarization"]
         who = f", no speakers: {d['error']}" if "error" in d else f", speakers found: {d['speakers']}"
     return FileResult(path, "ingested", f"{n} passages{who}", sha, transcript.duration)
+
+
+def _catalog(library: Library, path: Path, sha: str, transcript: Transcript, dated: dict[str, str]) -> None:
+    """The catalog row of a newly transcribed recording (status "transcribed": not yet searchable)."""
+    library.upsert_recording(sha, file_name=path.name, path=str(path.resolve()), size=path.stat().st_size,
+                             duration=transcript.duration, status="transcribed",
+                             languages=transcript.languages, transcribe_model=transcript.model, **dated)
 
 
 def _with_speakers(transcript: Transcript, turns: list) -> Transcript:
@@ -219,7 +252,7 @@ class _Transcriber:
             turns = speakers.read_turns(turns_file) if turns_file else None
         except (OSError, EarmarkError):
             return None
-        return None if library.recording(sha) and library.transcript_path(sha).exists() else (sha, turns)
+        return None if library.transcript_path(sha).exists() else (sha, turns)  # as ingest_file decides
 
     def close(self) -> None:
         if self.pool is None:
@@ -267,18 +300,21 @@ def transcribe_file(path: Path, sha: str, options: IngestOptions, turns: list | 
     segments: list = []
     translations: list = []
     samples = 0
-    for piece, regions in _timed(vad.pieces(audio_mod.stream(path, channels=info.channels)), report, "decode+vad"):
+    for piece, regions in _timed(vad.pieces(audio_mod.stream(path, channels=info.channels)), report, "decode+vad",
+                                    path.name):
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"{path.name}: ingest stopped; it resumes on the next run")
         t = time.perf_counter()
-        spoken, english = transcribe_piece(piece, regions, options.transcribe)
+        with trace.stage("transcribe", path.name):
+            spoken, english = transcribe_piece(piece, regions, options.transcribe)
         segments += spoken
         translations += english
         report.add_time("transcribe", time.perf_counter() - t)
         if diarizer is not None:
             t = time.perf_counter()
             try:
-                diarizer.feed(piece.start, piece.samples, piece.channels)
+                with trace.stage("diarize", path.name):
+                    diarizer.feed(piece.start, piece.samples, piece.channels)
             except DiarizationError as e:  # the transcript is kept, unlabelled, and says why
                 diarizer, failure = None, {"error": str(e)}
             report.add_time("diarize", time.perf_counter() - t)
@@ -289,7 +325,8 @@ def transcribe_file(path: Path, sha: str, options: IngestOptions, turns: list | 
         model["diarization"] = failure
     if diarizer is not None:
         t = time.perf_counter()
-        turns, model["diarization"] = _finish_diarizing(diarizer, path)
+        with trace.stage("diarize", path.name):
+            turns, model["diarization"] = _finish_diarizing(diarizer, path)
         report.add_time("diarize", time.perf_counter() - t)
         allocator.release()
     segments = number(speakers.label(segments, turns) if turns else segments)
@@ -299,13 +336,14 @@ def transcribe_file(path: Path, sha: str, options: IngestOptions, turns: list | 
     return transcript, report.timings, recorded(path, info.tags)
 
 
-def _timed(items: Iterable, report: IngestReport, stage: str) -> Iterator:
-    """The items of an iterator, with the time spent producing them added to `stage`."""
+def _timed(items: Iterable, report: IngestReport, stage: str, name: str = "") -> Iterator:
+    """The items of an iterator, with the time spent producing them added to `stage` (and traced)."""
     it = iter(items)
     while True:
         t = time.perf_counter()
         try:
-            item = next(it)
+            with trace.stage(stage, name):
+                item = next(it)
         except StopIteration:
             return
         finally:
@@ -344,19 +382,28 @@ def recorded(path: Path, tags: dict[str, str]) -> dict[str, str]:
 
 
 def index_transcript(library: Library, embedder: Embedder, transcript: Transcript,
-                     options: ChunkOptions, report: IngestReport | None = None) -> int:
-    """(Re)build a recording's passages in the index from its transcript; returns their count."""
+                     options: ChunkOptions, report: IngestReport | None = None,
+                     before_indexed: Callable[[], None] | None = None) -> int:
+    """(Re)build a recording's passages in the index from its transcript; returns their count.
+
+    The catalog says "indexed" last, after both indexes (and `before_indexed`, ingest's audit entry):
+    a run killed before that redoes the whole step, which replaces rather than adds."""
+    name = transcript.file_name
     t = time.perf_counter()
-    passages = make_passages(transcript, options)
-    vectors = embedder.embed([p.text for p in passages])
+    with trace.stage("embed", name):
+        passages = make_passages(transcript, options)
+        vectors = embedder.embed([p.text for p in passages])
     t_embed = time.perf_counter()
-    library.replace_passages(transcript.file_hash, passages, vectors)
+    library.replace_passages(transcript.file_hash, passages, vectors, name)
+    if before_indexed is not None:
+        before_indexed()
     rec = library.recording(transcript.file_hash)
-    library.upsert_recording(
-        transcript.file_hash, file_name=rec.file_name if rec else transcript.file_name,
-        path=rec.path if rec else "", size=rec.size if rec else 0, duration=transcript.duration,
-        status="indexed", languages=transcript.languages, transcribe_model=transcript.model,
-        passages=len(passages))
+    with trace.stage("catalog", name):
+        library.upsert_recording(
+            transcript.file_hash, file_name=rec.file_name if rec else transcript.file_name,
+            path=rec.path if rec else "", size=rec.size if rec else 0, duration=transcript.duration,
+            status="indexed", languages=transcript.languages, transcribe_model=transcript.model,
+            passages=len(passages))
     if report is not None:
         report.add_time("chunk+embed", t_embed - t)
         report.add_time("store", time.perf_counter() - t_embed)

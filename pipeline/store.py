@@ -7,7 +7,9 @@
     The lexical (FTS5) index of the same passages lives in catalog.sqlite (lexical.py).
 
 Every write is atomic (temp file + rename, or one SQLite transaction), so an interrupted ingest leaves
-nothing half-written and simply resumes.
+nothing half-written and simply resumes. Writers hold the library's writer lock (`Library.writing`,
+lock.py); taking it first clears what a writer killed mid-write can leave: temp files of
+`write_atomic` and an audit head one entry behind the log (custody.repair_head).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import logging
 import os
 import sqlite3
 import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import lexical
+from . import lexical, trace
 from .config import EmbedOptions
 from .errors import LibraryError
 from .records import Passage, Transcript
@@ -116,6 +120,38 @@ class Library:
         # Parsed transcripts by hash, with the (mtime, size) they were read at: one question reads the
         # same transcript once per hit, and an hour's transcript is megabytes of JSON.
         self._transcripts: dict[str, tuple[tuple[int, int], Transcript]] = {}
+        self._lock = None
+
+    @contextmanager
+    def writing(self, cancel: threading.Event | None = None):
+        """Hold the library's writer lock (waiting, and saying so once, while another process holds it);
+        re-entrant. Taking it repairs what a killed writer left (see the module docstring)."""
+        from .lock import WriteLock
+
+        if self._lock is None:
+            self._lock = WriteLock(self.root)
+        self._lock.cancel = cancel
+        if self._lock.acquire():
+            try:
+                self._recover()
+            except BaseException:
+                self._lock.release()
+                raise
+        try:
+            yield self
+        finally:
+            self._lock.release()
+
+    def _recover(self) -> None:
+        """Clear what a writer killed mid-write leaves; only called with the writer lock held, so no
+        other writer's temp file can be among them."""
+        from . import custody
+
+        for folder in (self.root, self.root / "transcripts", self.root / "redactions"):
+            for tmp in folder.glob(".*.tmp"):
+                log.info("removing %s, left by an interrupted write", tmp)
+                tmp.unlink(missing_ok=True)
+        custody.repair_head(self.root)
 
     def _migrate(self) -> None:
         """Bring a catalog made by an older earmark up to this schema (columns are only ever added)."""
@@ -159,12 +195,17 @@ class Library:
             self._index = PassageIndex(self.root / "chroma", self.embed_model)
         return self._index
 
-    def replace_passages(self, file_hash: str, passages: list[Passage], vectors) -> None:
-        """Make both indexes (vectors and lexical) hold exactly these passages for one recording."""
-        self.index.replace_file(file_hash, passages, vectors)
-        with self.db:
+    def replace_passages(self, file_hash: str, passages: list[Passage], vectors, name: str = "") -> None:
+        """Make both indexes (vectors and lexical) hold exactly these passages for one recording.
+
+        Not atomic across the two: a caller marks the recording indexed only after both (ingest), so
+        one interrupted between them is replaced whole on the next run."""
+        with trace.stage("store-chroma", name or file_hash):
+            self.index.replace_file(file_hash, passages, vectors, name or file_hash)
+        with trace.stage("store-fts", name or file_hash), self.db:
             self.db.execute("BEGIN")
             lexical.replace_file(self.db, file_hash, passages)
+            trace.point("store-fts", name or file_hash)  # inside the transaction: a kill here rolls it back
 
     # --- transcripts -------------------------------------------------------------------------
     def transcript_path(self, sha256: str) -> Path:
@@ -234,6 +275,10 @@ class Library:
                    recorded_from=COALESCE(excluded.recorded_from, recordings.recorded_from)""",
             (sha256, file_name, path, size, duration, status, json.dumps(languages),
              json.dumps(transcribe_model), self.embed_model, passages, ts, ts, recorded_at, recorded_from))
+
+    def set_status(self, sha256: str, status: str) -> None:
+        """Set a recording's status alone ("transcribed": its indexes are about to be rebuilt)."""
+        self.db.execute("UPDATE recordings SET status=?, updated_at=? WHERE sha256=?", (status, now(), sha256))
 
     # --- English renderings (translation.py) ----------------------------------------------------
     def renderings(self, file_hash: str, model: str, sources: list[str]) -> dict[str, str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import trace
 from .records import Hit, Passage
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,11 @@ class PassageIndex:
             COLLECTION, embedding_function=None,
             metadata={"hnsw:space": "cosine", "embed_model": embed_model})
 
-    def replace_file(self, file_hash: str, passages: list[Passage], vectors: np.ndarray) -> None:
-        """Make the index hold exactly these passages for one recording (idempotent)."""
+    def replace_file(self, file_hash: str, passages: list[Passage], vectors: np.ndarray, name: str = "") -> None:
+        """Make the index hold exactly these passages for one recording (idempotent: ids are
+        `<hash>:<n>`, and whatever an interrupted earlier call left for this recording is deleted first)."""
         self.collection.delete(where={"file_hash": file_hash})
+        trace.point("store-chroma", name or file_hash)  # between the delete and the upsert
         if not passages:
             return
         self.collection.upsert(

@@ -30,8 +30,10 @@ def _line(stage: str, edge: str, name: str) -> None:
 @contextmanager
 def _traced(stage: str, name: str):
     _line(stage, "begin", name)
-    yield
-    _line(stage, "end", name)  # not on an exception: the stage did not end, it failed
+    try:
+        yield
+    finally:  # a stage that raised (StopIteration ending the decode, a bad file) is over too; only a kill leaves it open
+        _line(stage, "end", name)
 
 
 def stage(stage: str, name: str):

@@ -164,6 +164,7 @@ def _locate_one(f: PackagedFile, all_files: tuple[PackagedFile, ...]) -> Path:
 def _atomic_writer(dest: Path) -> Iterator[IO[bytes]]:
     """Write to a temp file beside ``dest``; fsync and rename into place only if the block succeeds."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(dest)
     tmp = dest.parent / f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     # os.open rather than mkstemp: the cache is shared like any download, so honour the umask (not 0600).
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -176,6 +177,26 @@ def _atomic_writer(dest: Path) -> Iterator[IO[bytes]]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _remove_stale(dest: Path) -> None:
+    """Delete temp files of ``dest`` whose writer is gone: a kill -9 during assembly leaves one (as
+    large as the model) that nothing else would remove. A live writer's (its pid in the name) is kept."""
+    for tmp in dest.parent.glob(f".{dest.name}.*.tmp"):
+        pid = tmp.name[len(dest.name) + 2:].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            log.info("removing %s, left by an interrupted write", tmp)
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _sidecar(path: Path) -> Path:

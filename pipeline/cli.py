@@ -326,13 +326,27 @@ def eval_(obj: Ctx, audio: Path, questions: Path, out: Path, eval_library: Path 
               help="Address to bind; anything but loopback needs --token.")
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--token", envvar="EARMARK_TOKEN", default=None,
-              help="Require 'Authorization: Bearer TOKEN' on every /api request (env EARMARK_TOKEN).")
+              help="Require 'Authorization: Bearer TOKEN' on every /api request (env EARMARK_TOKEN; "
+                   "prefer the variable: a flag shows in the process list).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True,
+              help="A host name the server answers to besides loopback and --host (repeatable; env "
+                   "EARMARK_ALLOWED_HOSTS, space-separated), e.g. behind a reverse proxy.")
+@click.option("--ingest-root", "ingest_roots", multiple=True, type=click.Path(exists=True, file_okay=False,
+              path_type=Path), help="A folder POST /api/ingest {\"path\"} may read (repeatable; env "
+                                    "EARMARK_INGEST_ROOTS, separated by ':'). Default: uploads only.")
 @click.pass_obj
-def serve(obj: Ctx, serve_library: Path | None, host: str, port: int, token: str | None) -> None:
+def serve(obj: Ctx, serve_library: Path | None, host: str, port: int, token: str | None,
+          allowed_hosts: tuple[str, ...], ingest_roots: tuple[Path, ...]) -> None:
     """Serve the web page and JSON API (OpenAPI at /docs) over the library."""
+    from .config import ServeOptions
     from .web import serve as run_server
 
-    run_server(serve_library or obj.library_dir, obj.embed_model, host, port, token)
+    allowed_hosts = allowed_hosts or tuple(os.environ.get("EARMARK_ALLOWED_HOSTS", "").split())
+    ingest_roots = ingest_roots or tuple(Path(p) for p in os.environ.get("EARMARK_INGEST_ROOTS", "").split(os.pathsep)
+                                         if p)
+    options = replace(ServeOptions(), host=host, port=port, token=token or None, allowed_hosts=allowed_hosts,
+                      ingest_roots=ingest_roots)
+    run_server(serve_library or obj.library_dir, obj.embed_model, options)
 
 
 register_evidence(cli)  # verify, audit, delete, export, clip, redact, speakers (cli_evidence.py)

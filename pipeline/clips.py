@@ -100,11 +100,17 @@ def manifest_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 
 
+END_SLACK = 0.05  # seconds: a duration is stored to the millisecond, a player's time may round up
+
+
 def _check_span(rec: Recording, start: float, end: float) -> None:
     if not 0 <= start < end:
         raise RangeError(f"{start:g}–{end:g} s is not a span: START must be ≥ 0 and before END")
     if rec.duration and start >= rec.duration:
         raise RangeError(f"{rec.file_name} is {rec.duration:.2f} s long; {start:g} s is past its end")
+    if rec.duration and end > rec.duration + END_SLACK:
+        raise RangeError(f"{rec.file_name} is {rec.duration:.2f} s long; END {end:g} s is past its end: "
+                         f"give an END of at most {rec.duration:.2f}")
 
 
 def segments_in(t: Transcript, start: float, end: float) -> list[dict]:

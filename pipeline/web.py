@@ -1,13 +1,16 @@
 """`earmark serve`: a local web page and JSON API over a library. Like the CLI, an edge: every route
 calls the same library functions (search, ask, ingest, clip); none holds pipeline logic.
 
-The catalog is one SQLite connection and the answerer is one llama.cpp model, neither of which may be
-used from two threads, so all library work runs on one worker thread (`_Worker`); ingest jobs run on a
-second, with a library handle of their own, so a long ingest does not hold up questions.
+The catalog is one SQLite connection per thread and the answerer one llama.cpp model, so library work
+runs on worker threads that each own a Library handle (`_Worker`): one reads (recordings, search,
+transcripts, clips), one answers questions (a slow ask never holds up a search), one ingests. Who may
+call the API is checked before any route (web_guard.py); background jobs and the ask queue are
+bounded (web_jobs.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -16,9 +19,12 @@ import queue
 import re
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -30,14 +36,19 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
-from .config import AnswerOptions, EmbedOptions
+from .config import AnswerOptions, EmbedOptions, ServeOptions
 from .errors import ConfigError, CustodyError, EarmarkError, RangeError
+from .web_guard import Guard, allowed_hosts
+from .web_jobs import PARTIAL, AskQueue, AskTicket, Busy, IngestJob, Jobs, Stopped, finish_upload, inside, \
+    leftover_uploads
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 SHA256 = r"^[0-9a-f]{64}$"  # a recording id; nothing else from a request names a recording
 MAX_UPLOAD = 500 * 1024 * 1024  # bytes; a larger upload is refused with 413
+UPLOADS_AT_ONCE = 2  # uploads being received at once; one more is told 503 (a slow client holds a slot)
+UPLOAD_SECONDS = 600  # an upload still arriving after this is cut off with 408 (a slow-loris client)
 
 
 def bind_allowed(host: str, token: str | None) -> bool:
@@ -52,16 +63,19 @@ def bind_allowed(host: str, token: str | None) -> bool:
         return False  # a host name that is not localhost may resolve to anything
 
 
-def serve(library_dir: Path, embed_model: str | None, host: str, port: int, token: str | None) -> None:
+def serve(library_dir: Path, embed_model: str | None, options: ServeOptions) -> None:
     """Run the web app with uvicorn; refuses a non-loopback address without a token."""
-    if not bind_allowed(host, token):
-        raise ConfigError(f"refusing to serve on {host} without a token: pass --token or set EARMARK_TOKEN "
-                          "(or bind 127.0.0.1)")
+    if not bind_allowed(options.host, options.token):
+        raise ConfigError(f"refusing to serve on {options.host} without a token: pass --token or set "
+                          "EARMARK_TOKEN (or bind 127.0.0.1)")
     import uvicorn
 
-    app = create_app(library_dir, embed_model, token)
-    app.state.earmark.worker.call(lambda lib, embedder: None)  # a library that cannot open fails here, in one line
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    app = create_app(library_dir, embed_model, options)
+    app.state.earmark.reader.call(lambda lib, embedder: None)  # a library that cannot open fails here, in one line
+    # limit_concurrency: past it a connection gets 503 at once instead of a thread; graceful shutdown
+    # gives streaming answers 5 s to end before SIGTERM closes them.
+    uvicorn.run(app, host=options.host, port=options.port, log_level="info", limit_concurrency=256,
+                timeout_graceful_shutdown=5)
 
 
 class _Worker:
@@ -87,21 +101,8 @@ class _Worker:
     def call(self, fn: Callable):
         return self.submit(fn).result()
 
-
-@dataclass
-class IngestJob:
-    """An ingest running in the background, as `GET /api/ingest/{job}` reports it."""
-
-    id: str
-    paths: list[str]
-    status: str = "queued"  # queued | running | done | failed
-    done: int = 0
-    files: list[dict] = field(default_factory=list)
-    message: str = ""
-
-    def to_json(self) -> dict:
-        return {"job": self.id, "status": self.status, "total": len(self.paths), "done": self.done,
-                "files": self.files, "message": self.message}
+    def stop(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Question(BaseModel):
@@ -130,28 +131,50 @@ def _answer_json(lib, answer) -> dict:
     return data
 
 
-def create_app(library_dir: Path, embed_model: str | None = None, token: str | None = None) -> FastAPI:
+def create_app(library_dir: Path, embed_model: str | None = None,
+               options: ServeOptions = ServeOptions()) -> FastAPI:
     """The earmark web app over one library; with a token, every /api request must carry it."""
+    st = _State(Path(library_dir), options, _Worker(library_dir, embed_model, "earmark-library"),
+                _Worker(library_dir, embed_model, "earmark-ask"), _Worker(library_dir, embed_model, "earmark-ingest"),
+                asks=AskQueue(options.ask_queue), roots=[Path(r).resolve() for r in options.ingest_roots])
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        _resume_uploads(st)
+        yield
+        st.shutdown()
+
     app = FastAPI(title="earmark", description="Ask questions of your recordings; answers cite the exact second.",
-                  version=_version())
-    app.state.earmark = _State(Path(library_dir), token or None, _Worker(library_dir, embed_model, "earmark-library"),
-                               _Worker(library_dir, embed_model, "earmark-ingest"))
+                  version=_version(), lifespan=lifespan)
+    app.state.earmark = st
     app.add_exception_handler(EarmarkError, _earmark_error)
     app.include_router(router)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
+    app.add_middleware(Guard, hosts=allowed_hosts(options.host, options.allowed_hosts))
     return app
 
 
 @dataclass
 class _State:
-    """What the routes share: the library's workers, the token, the ingest jobs."""
+    """What the routes share: the library's workers, the settings, the ingest jobs and the ask queue."""
 
     library_dir: Path
-    token: str | None
-    worker: _Worker  # all catalog, search and answering work
-    ingester: _Worker  # ingest jobs, on a library handle of their own
-    jobs: dict[str, IngestJob] = field(default_factory=dict)
+    options: ServeOptions
+    reader: _Worker  # catalog, search, transcripts, clips
+    answerer: _Worker  # asks, one at a time (the model is one llama.cpp context)
+    ingester: _Worker  # ingest jobs
+    asks: AskQueue
+    roots: list[Path]  # resolved --ingest-root folders
+    jobs: Jobs = field(default_factory=Jobs)
     verified: dict[str, tuple] = field(default_factory=dict)  # sha -> (size, mtime) of an original found intact
+    stopping: threading.Event = field(default_factory=threading.Event)  # set on shutdown: asks and ingest stop
+    uploads: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(UPLOADS_AT_ONCE))
+
+    def shutdown(self) -> None:
+        """Stop what runs in the background so the process can exit now (SIGTERM), not after the ingest."""
+        self.stopping.set()
+        for w in (self.reader, self.answerer, self.ingester):
+            w.stop()
 
 
 def _state(request: Request) -> _State:
@@ -159,13 +182,14 @@ def _state(request: Request) -> _State:
 
 
 def _authorized(request: Request) -> None:
-    """With a token: `Authorization: Bearer T`, or the page's same-site cookie (an <audio> sends no headers)."""
-    token = _state(request).token
-    if token is None:
+    """With a token: `Authorization: Bearer T`, or the page's same-site cookie (an <audio> sends no headers).
+    Both sides are hashed before the constant-time comparison, so not even the token's length leaks."""
+    token = _state(request).options.token
+    if not token:
         return
     header = request.headers.get("authorization", "")
     given = header[7:] if header.lower().startswith("bearer ") else request.cookies.get("earmark_token", "")
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(token.encode()).digest()):
         raise HTTPException(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'",
                             headers={"WWW-Authenticate": "Bearer"})
 
@@ -204,7 +228,7 @@ def _intact_original(lib, verified: dict, sha: str) -> Path:
 @router.get("/recordings")
 def recordings(st: State) -> dict:
     """Every recording: file, id (SHA-256), duration, languages, status, passages."""
-    return {"recordings": st.worker.call(lambda lib, _: [_recording_json(r) for r in lib.recordings()])}
+    return {"recordings": st.reader.call(lambda lib, _: [_recording_json(r) for r in lib.recordings()])}
 
 
 @router.get("/recordings/{rid}/transcript")
@@ -213,13 +237,13 @@ def transcript(st: State, rid: RecordingId) -> dict:
     def run(lib, _):
         _recording(lib, rid)
         return {"id": rid, **lib.transcript(rid).to_dict()}
-    return st.worker.call(run)
+    return st.reader.call(run)
 
 
 @router.get("/recordings/{rid}/audio")
 def audio(st: State, rid: RecordingId) -> FileResponse:
     """The original file, as ingested; supports HTTP Range so a player can seek."""
-    path = st.worker.call(lambda lib, _: _intact_original(lib, st.verified, rid))
+    path = st.reader.call(lambda lib, _: _intact_original(lib, st.verified, rid))
     return FileResponse(path, filename=path.name, content_disposition_type="inline")
 
 
@@ -234,7 +258,7 @@ def clip(st: State, rid: RecordingId, start: float = Query(..., ge=0), end: floa
             rec = _recording(lib, rid)
             out = folder / f"{Path(rec.file_name).stem}-{start:.2f}-{end:.2f}.wav"
             return out, cut(lib, rec, start, end, out)
-        out, manifest = st.worker.call(run)
+        out, manifest = st.reader.call(run)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -255,44 +279,53 @@ def search(st: State, q: str = Query(..., min_length=1),
     if not q.strip():
         raise HTTPException(422, "the query is empty")
     options = SearchOptions(k=k, mode=mode)
-    hits = st.worker.call(lambda lib, emb: run_exact(lib, q, options) if exact else run_search(lib, emb, q, options))
+    hits = st.reader.call(lambda lib, emb: run_exact(lib, q, options) if exact else run_search(lib, emb, q, options))
     return {"hits": [_hit_json(h) for h in hits]}
 
 
 @router.post("/ask")
 def ask(st: State, body: Question) -> StreamingResponse:
     """Stream the answer as NDJSON: `{"event":"token","text":...}` lines while the model writes, then
-    one `{"event":"answer", ...}` line with the JSON of `earmark ask --json` (+ recording ids)."""
+    one `{"event":"answer", ...}` line with the JSON of `earmark ask --json` (+ recording ids). Past
+    the queue's bound, 503 with Retry-After; past the deadline, an `error` event."""
     if not body.question.strip():
         raise HTTPException(422, "the question is empty")
-    return StreamingResponse(_ask_stream(st.worker, body), media_type="application/x-ndjson")
+    try:
+        st.asks.enter()
+    except Busy as e:
+        raise HTTPException(503, f"earmark is busy answering: {e}", headers={"Retry-After": str(e.retry_after)}) from e
+    ticket = AskTicket(time.monotonic() + st.options.ask_timeout, st.stopping)
+    lines: queue.Queue = queue.Queue()
+    st.answerer.submit(lambda lib, emb: _answer(st, lib, emb, body, ticket, lines))
+    return StreamingResponse(_lines(lines, ticket), media_type="application/x-ndjson")
 
 
 @router.post("/ingest", status_code=202)
 async def ingest(st: State, request: Request) -> dict:
-    """Ingest an uploaded file (multipart field `file`, up to 500 MB) or `{"path": ...}` on the server;
-    returns a job id to follow at GET /api/ingest/{job}."""
+    """Ingest an uploaded file (multipart field `file`, up to 500 MB) or `{"path": ...}` under one of
+    the server's ingest roots; returns a job id to follow at GET /api/ingest/{job}."""
     job_id = uuid.uuid4().hex[:12]
+    upload = None
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        paths = [str(await _save_upload(request, st.library_dir / "uploads" / job_id))]
+        upload = st.library_dir / "uploads" / job_id
+        paths = [str(await _save_upload(st, request, upload))]
     else:
         try:
-            paths = [IngestPath.model_validate(await request.json()).path]
+            paths = [str(_server_path(st, IngestPath.model_validate(await request.json()).path))]
         except ValueError as e:
             raise HTTPException(422, 'send a multipart "file" or JSON {"path": "..."}') from e
-        if not Path(paths[0]).exists():
-            raise HTTPException(404, f"{paths[0]}: no such file or folder on the server")
-    job = st.jobs[job_id] = IngestJob(job_id, paths)
-    st.ingester.submit(lambda lib, emb: _run_ingest(lib, emb, job))
+    job = st.jobs.add(IngestJob(job_id, paths, upload=upload))
+    st.ingester.submit(lambda lib, emb: _run_ingest(st, lib, emb, job))
     return job.to_json()
 
 
 @router.get("/ingest/{job}")
 def ingest_progress(st: State, job: str) -> dict:
     """Progress of an ingest job: status, files done of total, per-file results."""
-    if job not in st.jobs:
-        raise HTTPException(404, f"no ingest job {job!r}")
-    return st.jobs[job].to_json()
+    found = st.jobs.get(job)
+    if found is None:
+        raise HTTPException(404, f"no ingest job {job[:40]!r}")
+    return found.to_json()
 
 
 def _version() -> str:
@@ -301,63 +334,100 @@ def _version() -> str:
     return __version__
 
 
-def _ask_stream(worker: _Worker, body: Question) -> Iterator[bytes]:
-    """Run ask() on the worker and yield its answer tokens, then the checked answer, as NDJSON lines."""
+def _server_path(st: _State, given: str) -> Path:
+    """A path a client asked to ingest, if it lies under an ingest root; refused alike whether or not it
+    exists outside them, so the answer tells nothing about the server's files."""
+    if not st.roots:
+        raise HTTPException(403, "ingest by server path is off: upload the file, or start serve with "
+                                 "--ingest-root DIR")
+    path = Path(given)
+    if not path.is_absolute() or not inside(path, st.roots):
+        raise HTTPException(403, "that path is not under an ingest root of this server: give an absolute "
+                                 f"path under {', '.join(map(str, st.roots))}")
+    if not path.exists():
+        raise HTTPException(404, f"{given}: no such file or folder under the ingest roots")
+    return path
+
+
+def _answer(st: _State, lib, emb, body: Question, ticket: AskTicket, lines: queue.Queue) -> None:
+    """Run ask() for one request on the answering thread, putting NDJSON events on `lines`."""
     from .answer import ask as run_ask
     from .llm import FieldStream
     from .search import SearchOptions
 
-    lines: queue.Queue = queue.Queue()
     field_ = FieldStream("answer")
 
     def on_token(text: str) -> None:
+        ticket.check()  # a client that left, a deadline passed or a shutdown stops the generation
         new = field_.feed(text)
         if new:
             lines.put({"event": "token", "text": new})
 
-    def run(lib, emb):
-        try:
-            answer = run_ask(lib, emb, body.question, AnswerOptions(),
-                             SearchOptions(mode=body.mode, file=body.file), on_token=on_token)
-            lines.put({"event": "answer", **_answer_json(lib, answer)})
-        except EarmarkError as e:
-            lines.put({"event": "error", "detail": str(e)})
-        except Exception as e:  # the stream has begun: the error must travel inside it
-            log.exception("ask failed")
-            lines.put({"event": "error", "detail": f"unexpected {type(e).__name__}: {e}"})
-        finally:
-            lines.put(None)
+    took = None
+    try:
+        ticket.check()
+        answer = run_ask(lib, emb, body.question, AnswerOptions(),
+                         SearchOptions(mode=body.mode, file=body.file), on_token=on_token)
+        lines.put({"event": "answer", **_answer_json(lib, answer)})
+        took = time.monotonic() - ticket.started
+    except (EarmarkError, Stopped) as e:
+        lines.put({"event": "error", "detail": str(e)})
+    except Exception as e:  # the stream has begun: the error must travel inside it
+        log.exception("ask failed")
+        lines.put({"event": "error", "detail": f"unexpected {type(e).__name__}: {e}"})
+    finally:
+        st.asks.leave(took)
+        lines.put(None)
 
-    worker.submit(run)
-    while (line := lines.get()) is not None:
-        yield (json.dumps(line, ensure_ascii=False) + "\n").encode()
+
+def _lines(lines: queue.Queue, ticket: AskTicket) -> Iterator[bytes]:
+    """The NDJSON lines of an ask as they come; a client that goes away marks its ask gone."""
+    try:
+        while (line := lines.get()) is not None:
+            yield (json.dumps(line, ensure_ascii=False) + "\n").encode()
+    finally:
+        ticket.gone.set()
 
 
-async def _save_upload(request: Request, folder: Path) -> Path:
-    """Store the multipart `file` under folder, keeping only a sanitised base name; 413 past MAX_UPLOAD."""
+async def _save_upload(st: _State, request: Request, folder: Path) -> Path:
+    """Store the multipart `file` in folder, written under a partial name and renamed once whole; a
+    sanitised base name only. 413 past MAX_UPLOAD, 503 past UPLOADS_AT_ONCE, 408 past UPLOAD_SECONDS."""
+    import asyncio
+
     if int(request.headers.get("content-length") or 0) > MAX_UPLOAD + 1024 * 1024:
         raise HTTPException(413, f"upload larger than {MAX_UPLOAD // 2**20} MB")
-    form = await request.form(max_part_size=MAX_UPLOAD + 1)
-    upload = form.get("file")
-    if upload is None or isinstance(upload, str):
-        raise HTTPException(422, 'the multipart form has no "file"')
-    name = re.sub(r"[^\w.\- ]", "_", Path(upload.filename or "upload").name).lstrip(".") or "upload"
-    folder.mkdir(parents=True, exist_ok=True)
-    out, size = folder / name, 0
-    with out.open("wb") as f:
-        while chunk := await upload.read(1 << 20):
-            size += len(chunk)
-            if size > MAX_UPLOAD:
-                f.close()
-                shutil.rmtree(folder, ignore_errors=True)
-                raise HTTPException(413, f"upload larger than {MAX_UPLOAD // 2**20} MB")
-            f.write(chunk)
-    return out
+    if not st.uploads.acquire(blocking=False):
+        raise HTTPException(503, f"{UPLOADS_AT_ONCE} uploads are already being received; retry shortly",
+                            headers={"Retry-After": "10"})
+    partial = folder.with_name(PARTIAL + folder.name)
+    try:
+        form = await asyncio.wait_for(request.form(max_files=1, max_fields=8, max_part_size=MAX_UPLOAD + 1),
+                                      UPLOAD_SECONDS)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(422, 'the multipart form has no "file"')
+        name = re.sub(r"[^\w.\- ]", "_", Path(upload.filename or "upload").name).lstrip(".") or "upload"
+        partial.mkdir(parents=True, exist_ok=True)
+        size = 0
+        with (partial / name).open("wb") as f:
+            while chunk := await upload.read(1 << 20):
+                size += len(chunk)
+                if size > MAX_UPLOAD:
+                    raise HTTPException(413, f"upload larger than {MAX_UPLOAD // 2**20} MB")
+                f.write(chunk)
+        partial.rename(folder)
+        return folder / name
+    except asyncio.TimeoutError:
+        raise HTTPException(408, f"the upload took longer than {UPLOAD_SECONDS} s; try again") from None
+    finally:
+        st.uploads.release()
+        shutil.rmtree(partial, ignore_errors=True)
 
 
-def _run_ingest(lib, embedder, job: IngestJob) -> None:
-    """Ingest a job's paths, recording each file's result on the job as it finishes."""
-    from .ingest import ingest
+def _run_ingest(st: _State, lib, embedder, job: IngestJob) -> None:
+    """Ingest a job's files, recording each result on the job as it finishes; files reached through a
+    link out of the ingest roots are refused, each in its own line."""
+    from .ingest import discover, ingest
 
     def on_file(r) -> None:
         job.done += 1
@@ -365,10 +435,33 @@ def _run_ingest(lib, embedder, job: IngestJob) -> None:
 
     job.status = "running"
     try:
-        report = ingest(lib, embedder, job.paths, on_file=on_file)
+        files = discover(job.paths)
+        job.total = len(files)
+        if job.upload is None:
+            for outside in [f for f in files if not inside(f, st.roots)]:
+                files.remove(outside)
+                job.done += 1
+                job.files.append({"file": outside.name, "status": "failed", "recording": "",
+                                  "message": f"{outside.name}: links outside the ingest roots; not read"})
+        ingest(lib, embedder, files, on_file=on_file, cancel=st.stopping)
     except Exception as e:  # a batch boundary: the job records it, the server goes on
         log.exception("ingest job %s failed", job.id)
         job.status, job.message = "failed", str(e)
+        finish_upload(job)
         return
-    job.status = "failed" if report.failed else "done"
-    job.message = f"{report.count('ingested')} ingested, {report.count('skipped')} skipped, {len(report.failed)} failed"
+    count = {s: sum(f["status"] == s for f in job.files) for s in ("ingested", "skipped", "failed")}
+    if st.stopping.is_set() and job.done < (job.total or 0):
+        job.status, job.message = "interrupted", "the server stopped; the rest resumes when it starts again"
+    else:
+        job.status = "failed" if count["failed"] else "done"
+        job.message = f"{count['ingested']} ingested, {count['skipped']} skipped, {count['failed']} failed"
+    finish_upload(job)
+
+
+def _resume_uploads(st: _State) -> None:
+    """On start: clear half-written uploads and queue the whole ones no recording comes from yet."""
+    known = st.reader.call(lambda lib, _: {r.path for r in lib.recordings()})
+    for folder in leftover_uploads(st.library_dir / "uploads", known):
+        job = st.jobs.add(IngestJob(folder.name, [str(folder)], upload=folder))
+        log.info("resuming the ingest of upload %s", folder.name)
+        st.ingester.submit(lambda lib, emb, job=job: _run_ingest(st, lib, emb, job))

@@ -12,6 +12,8 @@ import time
 from contextlib import contextmanager, nullcontext
 
 STAGES = ("decode+vad", "transcribe", "diarize", "embed", "store-chroma", "store-fts", "catalog", "audit")
+# Stages that only compute (no write to the library): holding them at their start is as good as mid-way.
+COMPUTE = ("decode+vad", "transcribe", "diarize", "embed")
 _NULL = nullcontext()
 
 
@@ -30,6 +32,8 @@ def _line(stage: str, edge: str, name: str) -> None:
 @contextmanager
 def _traced(stage: str, name: str):
     _line(stage, "begin", name)
+    if stage in COMPUTE:
+        point(stage, name)  # no inner point to hold: a held kill lands at its start, still inside it
     try:
         yield
     finally:  # a stage that raised (StopIteration ending the decode, a bad file) is over too; only a kill leaves it open

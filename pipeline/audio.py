@@ -155,7 +155,7 @@ def probe(path: str | Path) -> Probe:
     path = Path(path)
     _check_decodable(path)
     try:
-        info = mediainfo_json(str(path))
+        info = mediainfo_json(str(path.absolute()))  # a relative "-x.wav" would be read as an option
     except (IndexError, OSError, ValueError) as e:
         raise AudioError(f"{shown(path)}: not decodable audio ({_first_line(e)}); "
                          "check the file plays, or convert it with ffmpeg") from e
@@ -264,7 +264,7 @@ def stream(path: str | Path, block_seconds: float = 300.0, channels: int | None 
     path = Path(path)
     two = (probe(path).channels if channels is None else channels) == 2
     width = 2 if two else 1
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-vn", "-f", "s16le",
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path.absolute()), "-vn", "-f", "s16le",
            "-acodec", "pcm_s16le", "-ar", str(SAMPLE_RATE), "-ac", str(width), "-"]
     block_bytes = int(block_seconds * SAMPLE_RATE) * 2 * width
     start = 0

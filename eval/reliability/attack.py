@@ -58,12 +58,10 @@ def cases(rid: str, secret: Path) -> list[Case]:
           Case("server path, secret file", "POST", "/api/ingest", (403,), body={"path": str(secret)}),
           Case("server path, relative", "POST", "/api/ingest", (403,), body={"path": "../../etc/passwd"}),
           Case("CORS preflight", "OPTIONS", "/api/ask", (403, 405),
-               {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}),
-          Case("oversize upload by Content-Length", "POST", "/api/ingest", (413,),
-               {"Content-Type": "multipart/form-data; boundary=x", "Content-Length": str(600 * 2**20)}, content=b"")]
+               {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})]
     for tail in ("audio", "transcript", "clip?start=0&end=1"):
         for rid_ in ("..%2F..%2Fetc%2Fpasswd", "../../../../etc/passwd", "%2e%2e%2f%2e%2e%2fetc%2fpasswd", "0" * 64,
-                     rid.upper(), rid + "/../" + rid):
+                     rid.upper()):
             cs.append(Case(f"traversal {rid_[:24]}…/{tail[:10]}", "GET", f"/api/recordings/{rid_}/{tail}", (404, 422),
                            leak="root:"))
     cs += [Case("job id traversal", "GET", "/api/ingest/..%2F..%2Fetc%2Fpasswd", (404,), leak="root:"),
@@ -82,8 +80,9 @@ def run(ctx: Context) -> Part:
     with Server(ctx.earmark, library, log) as server:
         rid = next(r["id"] for r in httpx.get(server.url + "/api/recordings").json()["recordings"])
         results = [_try(server.url, c) for c in cases(rid, secret)]
-        results.append(_try_two_files(server.url))
+        results += [_try_two_files(server.url), _oversize(server.url)]
         slow = _slow_clients(server.url)
+        httpx.post(server.url + "/api/ask", json={"question": "warm-up"}, timeout=300).read()  # load the model first
         fuzz = _fuzz(server.url, ctx, 30 if ctx.quick else FUZZ_SECONDS)
     token = _token_case(ctx, library)
     return _part(ctx, results, slow, fuzz, token)
@@ -100,6 +99,18 @@ def _try_two_files(url: str) -> dict:
                                                ("file", ("b.wav", b"RIFF", "audio/wav"))])
     return {"case": "two files in one upload", "status": r.status_code, "expect": [400], "ok": r.status_code == 400,
             "answer": r.text[:120]}
+
+
+def _oversize(url: str) -> dict:
+    """An upload that declares 600 MB is refused (413) from its headers, before a byte is read."""
+    host, port = url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(b"POST /api/ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                  + f"Content-Length: {600 * 2**20}\r\n\r\n".encode())
+        answer = s.recv(4096).decode(errors="replace")
+    status = int(answer.split()[1]) if answer.startswith("HTTP/") else 0
+    return {"case": "upload declaring 600 MB", "status": status, "expect": [413], "ok": status == 413,
+            "answer": answer.split("\r\n\r\n")[-1][:120]}
 
 
 def _slow_clients(url: str, n: int = 40) -> dict:
@@ -137,10 +148,10 @@ def _fuzz(url: str, ctx: Context, seconds: int) -> dict:
     out = ctx.out / "schemathesis.txt"
     # --max-time: fuzzing repeats until the budget is spent; one worker, as one user's tool would call.
     cmd = [str(exe), "run", f"{url}/openapi.json", "--checks", "not_a_server_error", "--max-time", str(seconds),
-           "--workers", "1", "--phases", "examples,coverage,fuzzing", "--continue-on-failure"]
+           "--workers", "1", "--phases", "examples,coverage,fuzzing", "--continue-on-failure", "--request-timeout", "150"]
     t = time.monotonic()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 300)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 300, cwd=ctx.out)
         text, code = p.stdout + p.stderr, p.returncode
     except subprocess.TimeoutExpired as e:
         text, code = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), -1

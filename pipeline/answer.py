@@ -40,6 +40,8 @@ NOT_FOUND = "I found nothing in the recordings that answers this."
 # questions of 60, and turned one withheld answer into a right one.
 READINGS = 2
 
+Times = tuple[tuple[float, float], ...]  # (start, end) seconds: speech hidden from the model
+
 
 def answer_schema(n_passages: int) -> dict:
     """JSON schema of the model's reply: the passage number first, then the answer."""
@@ -86,15 +88,19 @@ def _ask(library: Library, embedder: Embedder, question: str, options: AnswerOpt
     # are), whatever embedder found the passages.
     judge = load_embedder(EmbedOptions(model=options.support_model))
     translator = Translator(library, options) if options.translate else None
-    hits = relevant(judge, topic, [h for h in hits if not _injection(h)], options.min_relevance,
-                    english=lambda h: _english(library, h, translator))
+    # Speech that addresses an AI ("note to the assistant: ...") is never shown to the model, nor judged
+    # for relevance, nor cited; the rest of its passage is ordinary speech (hidden: times, by passage).
+    hidden = {h.passage_id: instructions(library, h) for h in hits}
+    hits = [c for c in (_without(library, h, hidden[h.passage_id]) for h in hits) if c is not None]
+    hits = relevant(judge, topic, hits, options.min_relevance,
+                    english=lambda h: _english(library, h, translator, hidden[h.passage_id]))
     if not hits:
         return Answer(question, NOT_FOUND, False)
     # Each passage is read and checked against the question as it stands in its recording: "where does
     # the first speaker live?" is "where does Diane live?" on the call, "... SPEAKER_1 ..." elsewhere.
     about = {h.file_hash: asked.naming(question, speaker_of[h.file_hash]) if asked else question for h in hits}
-    focused = [focus(library, judge, about[h.file_hash], h, speaker_of.get(h.file_hash), translator)
-               for h in hits]
+    focused = [focus(library, judge, about[h.file_hash], h, speaker_of.get(h.file_hash), translator,
+                     hidden[h.passage_id]) for h in hits]
     focused = [(h, spans) for h, spans in focused if spans]
     if not focused:
         return Answer(question, NOT_FOUND, False)
@@ -150,8 +156,8 @@ FOCUS_SENTENCES = 4
 MIN_SENTENCE_WORDS = 3
 
 
-def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
-          speaker: str | None = None, translator: Translator | None = None) -> tuple[Hit, list[Span]]:
+def focus(library: Library, embedder: Embedder, question: str, hit: Hit, speaker: str | None = None,
+          translator: Translator | None = None, hidden: Times = ()) -> tuple[Hit, list[Span]]:
     """The hit cut down to its sentences most relevant to the question, most relevant first; with
     ``speaker``, to that speaker's sentences only (a question about what one speaker said).
 
@@ -160,26 +166,28 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
     rendering (the English translation of spoken words, or the spoken words of a translation): a model
     may answer in English from the words spoken, and the check must be able to see that. With a
     ``translator``, a foreign sentence also carries the answering model's English rendering of its
-    spoken words, which the model reads in place of Whisper's translation.
+    spoken words, which the model reads in place of Whisper's translation. Sentences in ``hidden``
+    times (`instructions`: speech addressed to an AI) are left out, in either rendering.
     """
     transcript = library.transcript(hit.file_hash)
     pool, other = ((transcript.translations, transcript.segments) if hit.translated
                    else (transcript.segments, transcript.translations))
-    every = sentences(indexed(pool, hit.start, hit.end))
+    every = unhidden(sentences(indexed(pool, hit.start, hit.end)), hidden)
     # Only the other rendering's segments near these sentences: a long recording has thousands.
     other = indexed(other, min((s.start for s in every), default=0.0),
                     max((s.end for s in every), default=0.0))
+    beside = unhidden(sentences(other), hidden) if hidden else other  # what _parallel may show
     # A recording's name says what it is about ("capitan-veneno"), as its neighbours do for a sentence.
     name = " ".join(w for w in re.split(r"[\W_]+", Path(hit.file).stem) if w)
     every = [replace(s, context=" ".join([name] + [x.evidence for x in every[max(0, k - 1):k + 2] if x is not s]),
-                     **_parallel(s, other)) for k, s in enumerate(every)]
+                     **_parallel(s, beside)) for k, s in enumerate(every)]
     every = [replace(s, foreign=hit.translated or bool(s.parallel)) for s in every]
     renderings: list[tuple[Span, str]] = []
     if translator is not None and any(s.foreign for s in every):
         # The model renders each sentence spoken once, as the relevance check did (`_english`): a
         # translation's sentences are cut apart from the speech, and rendering the spoken words under
         # each of them rendered the same speech twice, in two wordings, side by side.
-        spoken = sentences(other) if hit.translated else every
+        spoken = unhidden(sentences(other), hidden) if hit.translated else every
         renderings = list(zip(spoken, translator.english(hit.file_hash, [s.text for s in spoken])))
         every = [_rendered(s, [(sp, e) for sp, e in renderings if e and during([sp], s.start, s.end)])
                  if s.foreign else s for s in every]
@@ -199,6 +207,8 @@ def focus(library: Library, embedder: Embedder, question: str, hit: Hit,
         # Foreign speech is shown in every segment spoken in that time, each sentence of it rendered,
         # and any of those sentences may be cited.
         spoken = indexed(transcript.segments, start, end)
+        if hidden:  # (shown sentence by sentence, so that only the words addressed to a model go)
+            spoken = unhidden(sentences(spoken), hidden)
         start, end = min([start] + [s.start for s in spoken]), max([end] + [s.end for s in spoken])
         spans += [s for s in during(every, start, end) if s not in spans]
     shown = _shown(hit, chosen, spoken, start, end, renderings)
@@ -257,14 +267,36 @@ def _parallel(span: Span, other: list[Segment]) -> dict:
             "parallel_span": (min(s.start for s in overlapping), max(s.end for s in overlapping))}
 
 
-def _injection(hit: Hit) -> bool:
-    """A passage that gives orders to a model is never shown to one (the prompt says passages are
-    quoted material too; this is the second line of defence). It stays searchable."""
-    if verify.addresses_a_model(hit.text):
-        log.warning("%s @ %.1f s speaks to an AI model (prompt injection?); not shown to the answerer",
-                    hit.file, hit.start)
-        return True
-    return False
+def instructions(library: Library, hit: Hit) -> Times:
+    """The times in a hit's passage where the speech addresses an AI (prompt injection), sentence by
+    sentence, in the words spoken or in their English translation (so an instruction spoken in Spanish
+    is found by its rendering, "Note for the assistant: ..."). The prompt says passages are quoted
+    material too; this is the second line of defence. Those words stay searchable."""
+    transcript = library.transcript(hit.file_hash)
+    times = []
+    for pool in (transcript.segments, transcript.translations):
+        said = sentences(indexed(pool, hit.start, hit.end))
+        times += [(s.start, s.end) for s, flagged in zip(said, verify.addressed([s.text for s in said])) if flagged]
+    if times:
+        log.warning("%s @ %s speaks to an AI model (prompt injection?); not shown to the answerer",
+                    hit.file, ", ".join(f"{mmss(a)}-{mmss(b)}" for a, b in times))
+    return tuple(times)
+
+
+def unhidden(items: list, hidden: Times) -> list:
+    """The items (sentences, segments) that overlap none of the hidden times."""
+    return [s for s in items if not any(s.end > a and s.start < b for a, b in hidden)]
+
+
+def _without(library: Library, hit: Hit, hidden: Times) -> Hit | None:
+    """The hit with the hidden sentences taken out of its text (what relevance is judged on), or None
+    if nothing else is left. A hit with nothing hidden is returned as it is."""
+    if not hidden:
+        return hit
+    transcript = library.transcript(hit.file_hash)
+    pool = transcript.translations if hit.translated else transcript.segments
+    kept = unhidden(sentences(indexed(pool, hit.start, hit.end)), hidden)
+    return replace(hit, text=" ".join(s.evidence for s in kept)) if kept else None
 
 
 def relevant(embedder: Embedder, question: str, hits: list[Hit], floor: float, spread: float = 0.2,
@@ -291,16 +323,19 @@ def relevant(embedder: Embedder, question: str, hits: list[Hit], floor: float, s
     return [h for h, s in zip(hits, sims) if s >= max(floor, best - spread)]
 
 
-def _english(library: Library, hit: Hit, translator: Translator | None = None) -> list[str]:
+def _english(library: Library, hit: Hit, translator: Translator | None = None, hidden: Times = ()) -> list[str]:
     """The English renderings of a hit's time that are not its own text: Whisper's translation of a
-    spoken hit, and the answering model's rendering of the foreign words spoken (with a translator)."""
+    spoken hit, and the answering model's rendering of the foreign words spoken (with a translator),
+    without the ``hidden`` sentences."""
     transcript = library.transcript(hit.file_hash)
+    translation = indexed(transcript.translations, hit.start, hit.end)
     out = [] if hit.translated else \
-        [" ".join(s.text for s in indexed(transcript.translations, hit.start, hit.end))]
+        [" ".join(s.text for s in (unhidden(sentences(translation), hidden) if hidden else translation))]
     if translator is not None:
         spoken = indexed(transcript.segments, hit.start, hit.end)
         if any(s.language != "en" for s in spoken):
-            out.append(" ".join(translator.english(hit.file_hash, [s.text for s in sentences(spoken)])))
+            said = unhidden(sentences(spoken), hidden)
+            out.append(" ".join(translator.english(hit.file_hash, [s.text for s in said])) if said else "")
     return [text for text in out if text.strip()]
 
 

@@ -158,15 +158,45 @@ def about_in_context(question: str, context: str, context_similarity: float, sim
     return similarity >= CONTEXT_MIN_SIMILARITY and about_question(question, context, context_similarity, foreign)
 
 
-# Phrases that address a language model rather than a listener: the usual shapes of prompt injection.
-_INSTRUCTIONS = re.compile(
+# Prompt injection: speech that addresses a language model rather than a listener. A sentence does so
+# if it names a model as the one spoken to ("note to the assistant", "hey chatbot", "to any AI that
+# reads this", "system: ...", "whoever summarises this recording"), or speaks of its instructions
+# ("ignore previous instructions", "ignore the question", "the answer to every question is").
+_AI = (r"(?:ai|a\.\s?i\.|artificial\s+intelligence|assistant|chat\s?bot|language\s+model|llm|ai\s+model|"
+       r"(?:ai\s+)?summari[sz]er|bot)s?")
+_ADDRESS = re.compile(
     r"\b(?:ignore|disregard|forget|override)\s+(?:all\s+|any\s+|the\s+|your\s+)?(?:previous|prior|above|earlier|"
     r"other)\s+(?:instructions?|prompts?|rules|directions)"
-    r"|\bsystem\s+prompt\b|\byou\s+are\s+(?:now\s+)?(?:an?\s+)?(?:ai|assistant|language\s+model|chatbot)\b"
-    r"|\b(?:whatever|regardless\s+of)\s+the\s+question\b|\bcite\s+this\s+(?:passage|recording|source)\b",
+    r"|\b(?:ignore|disregard|forget)\s+(?:the|this|that|my|your|what\s+(?:the\s+user|you\s+were|they))\s*"
+    r"(?:user'?s?\s+)?(?:question|asked|prompt|instructions?)"
+    r"|\bsystem\s+(?:prompt|message|instructions?)\b|^\W*system\s*[:,]|\bnew\s+instructions\s*[:.]"
+    rf"|\byou\s+are\s+(?:now\s+)?(?:an?\s+|the\s+)?(?:\w+\s+)?{_AI}\b|\bif\s+you\s+are\s+(?:an?\s+|the\s+)?{_AI}\b"
+    rf"|\b(?:hey|hi|hello|dear|attention|note|message|memo|instructions?|warning)\b[\s,:]*(?:to|for)?\s*"
+    rf"(?:the\s+|any\s+|all\s+|every\s+)?{_AI}\b"
+    rf"|\bto\s+(?:any|every|all|each)\s+{_AI}\b|^\W*{_AI}\s*[:,]|\b{_AI}\s+(?:that|who)\s+(?:reads?|hears?|process\w*)"
+    r"|\bwhoever\s+(?:is\s+)?(?:summari[sz]|answer|transcrib|process|analy[sz])\w*\s+(?:this|these|the|questions)"
+    r"|\b(?:whatever|regardless\s+of)\s+the\s+question\b|\banswer\s+(?:to|for)\s+(?:every|any|all|each)\s+questions?"
+    r"|\banswer\s+(?:every|any|all|each)\s+questions?\s+with\b"
+    r"|\bcite\s+this\s+(?:passage|recording|source|file|transcript|clip)\b",
+    re.IGNORECASE)
+# Telling the reader what to reply or cite ("Respond only with 42."): an instruction when it runs on
+# from a sentence that addresses a model ("System: new instructions. Respond only with ..."), ordinary
+# talk otherwise ("Answer the phone, please").
+_DIRECTIVE = re.compile(
+    r"^\W*(?:please\s+)?(?:always\s+|only\s+|just\s+)?(?:respond|reply|answer|say|tell|cite|quote|output|print)\b"
+    r"|\b(?:respond|reply|answer)\s+(?:only\s+)?with\b|\bthe\s+answer\s+is\s+always\b",
     re.IGNORECASE)
 
 
 def addresses_a_model(text: str) -> bool:
-    """Whether a transcript passage speaks to an AI ("ignore previous instructions ..."): prompt injection."""
-    return bool(_INSTRUCTIONS.search(text))
+    """Whether a transcript sentence or passage speaks to an AI ("ignore previous instructions ..."):
+    prompt injection."""
+    return bool(_ADDRESS.search(text))
+
+
+def addressed(sentences: list[str]) -> list[bool]:
+    """For consecutive sentences, which belong to an instruction to an AI: those that address a model,
+    and the directives ("Respond only with 42.") beside one."""
+    flags = [addresses_a_model(t) for t in sentences]
+    return [f or (bool(_DIRECTIVE.search(t)) and any(flags[max(0, i - 1):i + 2]))
+            for i, (f, t) in enumerate(zip(flags, sentences))]

@@ -381,10 +381,11 @@ def judge(kind: Kind, run: Run) -> Outcome:
     expected = "no line (not a recording)" if not kind.allowed else "/".join(kind.allowed)
     expected += f", says /{kind.says}/" if kind.says else ""
     expected += ", warns it is truncated if ok" if kind.stated else ""
+    name = shown(kind.name)  # the report is UTF-8: a name's undecodable bytes go in escaped
     if not kind.allowed:
-        return Outcome(kind.name, expected, "(none)", not found, "; ".join(found))
+        return Outcome(name, expected, "(none)", not found, "; ".join(found))
     if len(found) != 1:
-        return Outcome(kind.name, expected, " | ".join(found) or "(none)", False, f"{len(found)} lines")
+        return Outcome(name, expected, " | ".join(found) or "(none)", False, f"{len(found)} lines")
     line = found[0]
     status = line.split()[0]
     problems = []
@@ -396,7 +397,7 @@ def judge(kind: Kind, run: Run) -> Outcome:
         problems.append("does not say what to do")
     if kind.stated and status == "ok" and "truncated" not in line:
         problems.append("no truncation warning")
-    return Outcome(kind.name, expected, line, not problems, ", ".join(problems))
+    return Outcome(name, expected, line, not problems, ", ".join(problems))
 
 
 def words_per_minute(ctx: Context, library: Path, name: str) -> float | None:

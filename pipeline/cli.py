@@ -129,9 +129,12 @@ def ingest(obj: Ctx, paths: tuple[Path, ...], whisper_model: str, language: str 
         task = progress.add_task("ingesting", total=len(files))
 
         def on_file(r):
+            # One line per file, whatever its name holds: newlines and control characters are escaped.
+            from .audio import one_line, shown
+
             progress.advance(task)
             mark = {"ingested": "ok", "skipped": "skip", "failed": "FAIL"}[r.status]
-            click.echo(f"{mark:4}  {r.path.name}  {r.message}", err=r.status == "failed")
+            click.echo(f"{mark:4}  {shown(r.path)}  {one_line(r.message)}", err=r.status == "failed")
 
         report = run_ingest(lib, embedder, files, options, on_file=on_file)
     click.echo(f"{report.count('ingested')} ingested, {report.count('skipped')} skipped, "

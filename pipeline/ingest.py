@@ -22,7 +22,7 @@ from .chunk import passages as make_passages
 from .config import ChunkOptions, EmbedOptions, TranscribeOptions, env_number, env_switch
 from .diarize import DiarizationError, DiarizeOptions, Diarizer
 from .embed import Embedder
-from .errors import EarmarkError
+from .errors import AudioError, EarmarkError
 from .records import Transcript
 from .store import Library, now
 from .transcribe import number, transcribe_piece
@@ -72,11 +72,16 @@ class IngestReport:
 
 
 def discover(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named directly, plus audio/video files found recursively in folders, in a stable order."""
+    """Files named directly, plus audio/video files found recursively in folders, in a stable order.
+
+    A symbolic link in a folder that leads nowhere (dangling, or a loop) is kept, so that ingest
+    reports it as failed instead of passing over it in silence; links to folders are not followed
+    (pathlib's rglob does not), so a loop of folders cannot hang the walk."""
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in audio_mod.AUDIO_EXTENSIONS)
+            found += sorted(f for f in p.rglob("*") if f.suffix.lower() in audio_mod.AUDIO_EXTENSIONS
+                            and (f.is_file() or (f.is_symlink() and not f.exists())))
         else:
             found.append(p)
     return list(dict.fromkeys(found))
@@ -143,7 +148,7 @@ def ingest_file(library: Library, embedder: Embedder, path: Path, options: Inges
                 report: IngestReport, transcriber: _Transcriber | None = None) -> FileResult:
     """Bring one file up to 'indexed', doing only the stages it still needs."""
     if not path.is_file():
-        raise EarmarkError(f"{path}: no such file")
+        raise AudioError(audio_mod.missing(path))
     t = time.perf_counter()
     sha = audio_mod.sha256_file(path)
     report.add_time("hash", time.perf_counter() - t)
@@ -189,7 +194,8 @@ def ingest_file(library: Library, embedder: Embedder, path: Path, options: Inges
     if not turns_file and transcript.model.get("diarization"):
         d = transcript.model["diarization"]
         who = f", no speakers: {d['error']}" if "error" in d else f", speakers found: {d['speakers']}"
-    return FileResult(path, "ingested", f"{n} passages{who}", sha, transcript.duration)
+    warned = "".join(f"; warning: {w}" for w in transcript.model.get("warnings", []))  # e.g. a file cut short
+    return FileResult(path, "ingested", f"{n} passage{'' if n == 1 else 's'}{who}{warned}", sha, transcript.duration)
 
 
 def _catalog(library: Library, path: Path, sha: str, transcript: Transcript, dated: dict[str, str]) -> None:
@@ -272,6 +278,9 @@ class _Transcriber:
             transcript, timings, dated = transcribe_file(path, sha, self.options, turns, self.cancel)
         else:
             transcript, timings, dated = future.result()
+            if transcript.file_hash != sha:  # changed between the worker's reading and this one
+                raise AudioError(f"{audio_mod.shown(path)}: changed while it was read (still being written, or "
+                                 "replaced); nothing was stored: ingest it again once it is complete")
         for stage, seconds in timings.items():
             report.add_time(stage, seconds)
         return transcript, dated
@@ -320,7 +329,10 @@ def transcribe_file(path: Path, sha: str, options: IngestOptions, turns: list | 
             report.add_time("diarize", time.perf_counter() - t)
         samples = piece.end
         allocator.release()  # what this piece freed goes back to the system, not on to the next piece
+    audio_mod.check_unchanged(path, sha)  # the transcript must be of the bytes `sha` names
     model = model_record(options.transcribe)
+    if warning := audio_mod.truncation(info, samples / audio_mod.SAMPLE_RATE):
+        model["warnings"] = [warning]  # kept with the transcript; the ingest line shows it
     if failure:
         model["diarization"] = failure
     if diarizer is not None:

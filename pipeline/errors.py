@@ -33,5 +33,9 @@ class CustodyError(EarmarkError):
     """An original recording changed or went missing since it was ingested, or the audit log is unusable."""
 
 
+class QueryError(EarmarkError):
+    """A query, phrase or question holds nothing to look for (empty, or only punctuation)."""
+
+
 class RangeError(EarmarkError):
     """A time or time range given by the user is malformed or lies outside the recording."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from . import lexical, speakers
 from .config import AnswerOptions
 from .embed import Embedder
-from .errors import ConfigError
+from .errors import ConfigError, QueryError
 from .records import Hit, during, indexed
 from .rerank import rerank
 from .sentences import sentences
@@ -81,7 +81,7 @@ def search(library: Library, embedder: Embedder, query: str, options: SearchOpti
         raise ConfigError(f"unknown search mode {options.mode!r}; choose one of: {', '.join(MODES)}")
     query = query.strip()
     if not query:
-        raise ConfigError("empty query: say what to look for")
+        raise QueryError("empty query: say what to look for")
     scope = Scope.of(library, options)
     if scope.hashes == []:
         return []
@@ -152,7 +152,7 @@ def exact(library: Library, phrase: str, options: SearchOptions = SearchOptions(
     """
     want = lexical.tokens(phrase)
     if not want:
-        raise ConfigError("empty phrase: say what to look for")
+        raise QueryError("empty phrase: say what to look for")
     rows = library.db.execute(
         "SELECT DISTINCT file_hash FROM passages_fts WHERE passages_fts MATCH ?",
         ('"' + " ".join(want) + '"',)).fetchall()

@@ -37,7 +37,7 @@ from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
 from .config import AnswerOptions, EmbedOptions, ServeOptions
-from .errors import ConfigError, CustodyError, EarmarkError, RangeError
+from .errors import ConfigError, CustodyError, EarmarkError, LLMError, QueryError, RangeError
 from .web_guard import Guard, allowed_hosts
 from .web_jobs import PARTIAL, AskQueue, AskTicket, Busy, IngestJob, Jobs, Stopped, finish_upload, inside, \
     leftover_uploads
@@ -200,7 +200,9 @@ RecordingId = Annotated[str, PathParam(pattern=SHA256, description="the recordin
 
 
 def _earmark_error(request: Request, e: EarmarkError) -> JSONResponse:
-    status = 400 if isinstance(e, RangeError) else 409 if isinstance(e, CustodyError) else 500
+    # The request's fault: 400/422; an original that changed: 409; the model unreachable: 503; else ours.
+    status = (400 if isinstance(e, RangeError) else 422 if isinstance(e, QueryError) else
+              409 if isinstance(e, CustodyError) else 503 if isinstance(e, LLMError) else 500)
     return JSONResponse({"detail": str(e)}, status_code=status)
 
 

@@ -120,6 +120,14 @@ def test_server_paths_are_read_only_under_the_ingest_roots(tmp_path, embedder, c
     assert files == {"librispeech-1272-128104-0000.wav", JFK}
 
 
+@pytest.mark.parametrize("q", ["\x13", "?!", "\u00ad"])
+def test_a_query_with_nothing_to_look_for_is_422_not_a_server_error(client, q):
+    """Found by schemathesis: an exact phrase of control characters was a 500."""
+    for exact in ("true", "false"):
+        r = client.get("/api/search", params={"q": q, "exact": exact})
+        assert r.status_code in (200, 422) and (r.status_code == 200 or "look for" in r.json()["detail"]), r.text
+
+
 def test_a_clip_past_the_end_is_400(client):
     jfk = next(r for r in client.get("/api/recordings").json()["recordings"] if r["file"] == JFK)
     r = client.get(f"/api/recordings/{jfk['id']}/clip", params={"start": 0, "end": 1e9})

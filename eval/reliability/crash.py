@@ -357,7 +357,7 @@ def _wait_job(port: int, job: str, timeout: float = 900) -> dict:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         state = _http(f"http://127.0.0.1:{port}/api/ingest/{job}")
-        if state["status"] in ("done", "failed"):
+        if state["status"] in ("done", "failed", "interrupted"):
             return state
         time.sleep(0.5)
     return {"status": "timeout"}
@@ -383,7 +383,7 @@ def serve_trial(ctx: Context, files: list[Path], clean: dict, stage: str = "stor
     after_kill = snapshot(lib)
     p = _serve(ctx, lib, port, None)
     try:
-        time.sleep(3)  # what a restarted server does by itself with the interrupted upload
+        resumed = _wait_job(port, job)  # a restarted server ingests the whole upload it had received
         on_restart = snapshot(lib)
         state = {h: r["status"] for h, r in on_restart["recordings"].items()}
         cli = subprocess.Popen([*ctx.earmark, "--library", str(lib), "ingest", str(files[-1])], stdout=subprocess.PIPE,
@@ -399,6 +399,11 @@ def serve_trial(ctx: Context, files: list[Path], clean: dict, stage: str = "stor
              if not k.endswith("differ")}
     if final["recordings"] != ref_recs:
         wrong["recordings differ"] = _diff(ref_recs, final["recordings"])
+    if resumed["status"] != "done" or [f["status"] for f in resumed.get("files", [])] != ["ingested"]:
+        wrong["upload not resumed"] = [f"job {job} on restart: {resumed}"[:300]]
+    kept = sorted(str(x.relative_to(lib)) for x in (lib / "uploads").rglob("*") if x.is_file())
+    if len(kept) != 1:
+        wrong["uploads kept"] = kept  # the original the catalog points at, and no copy of it
     if again["status"] != "done" or cli.returncode != 0 or "Traceback" in cli_err:
         wrong["ingest failed"] = [f"upload again: {again.get('message')}; cli rc {cli.returncode}: {cli_err.strip()[-300:]}"]
     v = _earmark(ctx, lib, "verify", "--audit", "--json")
@@ -406,12 +411,11 @@ def serve_trial(ctx: Context, files: list[Path], clean: dict, stage: str = "stor
         wrong["verify"] = [v.stdout[-300:] + v.stderr[-300:]]
     observed = (f"killed in {', '.join(landed) or 'no stage'}; after the kill the catalog held "
                 f"{ {r['file']: r['status'] for r in after_kill['recordings'].values()} or 'nothing'}; on restart the "
-                f"server left it as { {on_restart['recordings'][h]['file']: s for h, s in state.items()} or 'absent'} "
-                f"(job {job} is not resumed); uploading it again "
-                f"{'completed it' if again['status'] == 'done' else 'failed: ' + str(again.get('message'))}, "
+                f"server resumed job {job} ({resumed['status']}) and left it as "
+                f"{ {on_restart['recordings'][h]['file']: s for h, s in state.items()} or 'absent'}; uploading it again "
+                f"{'was ' + str(again['files'][0]['status']) if again['status'] == 'done' else 'failed: ' + str(again.get('message'))}, "
                 f"while a CLI ingest wrote too (rc {cli.returncode})")
-    return {"ok": not wrong, "problems": wrong, "landed": landed, "observed": observed,
-            "uploads_kept": sorted(str(x.relative_to(lib)) for x in (lib / "uploads").rglob("*") if x.is_file())}
+    return {"ok": not wrong, "problems": wrong, "landed": landed, "observed": observed, "uploads_kept": kept}
 
 
 def _part(ctx: Context, clean: dict, rows: list[dict], server: dict, writers: dict) -> Part:

@@ -49,21 +49,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=20, help="kill -9 trials (crash)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="the short version the test suite runs")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="REPORT_JSON",
+                    help="write one report from parts measured in separate runs (their report.json files)")
     args = ap.parse_args(argv)
+    if args.merge:
+        return write(args.out, [Part.from_json(p) for f in args.merge for p in json.loads(f.read_text())])
     names = [n.strip() for n in args.parts.split(",") if n.strip()]
     unknown = sorted(set(names) - set(PARTS))
     if unknown:
         ap.error(f"unknown part(s) {', '.join(unknown)}: choose from {', '.join(PARTS)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     parts = run(names, Context(out=args.out, audio=args.audio, seed=args.seed, trials=args.trials,
-                               quick=args.quick, progress=say))
-    (args.out / "report.json").write_text(json.dumps([p.to_json() for p in parts], indent=1, ensure_ascii=False))
-    (args.out / "report.md").write_text(markdown(parts))
-    say(f"report: {args.out / 'report.md'}")
+                               quick=args.quick, progress=_say))
+    return write(args.out, parts)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def write(out: Path, parts: list[Part]) -> int:
+    """report.json and report.md in out; exit code 0 if every goal is met, else 1."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps([p.to_json() for p in parts], indent=1, ensure_ascii=False))
+    (out / "report.md").write_text(markdown(parts))
+    _say(f"report: {out / 'report.md'}")
     for p in parts:
         for g in p.goals:
-            say(f"  {p.name}: {g.measure}: {g.value} (goal {g.goal}){'' if g.met else '  NOT MET'}")
+            _say(f"  {p.name}: {g.measure}: {g.value} (goal {g.goal}){'' if g.met else '  NOT MET'}")
     return 0 if all(g.met for p in parts for g in p.goals) else 1
 
 

@@ -157,7 +157,15 @@ def _fuzz(url: str, ctx: Context, seconds: int) -> dict:
         text, code = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), -1
     out.write_text(text)
     return {"command": " ".join(cmd), "exit": code, "seconds": round(time.monotonic() - t), "log": str(out),
-            "server_errors": text.count("Server error"), "summary": text.strip().splitlines()[-3:]}
+            "server_errors": _server_errors(text), "summary": text.strip().splitlines()[-3:]}
+
+
+def _server_errors(text: str) -> int:
+    """Unique server-error failures, from schemathesis's summary line ("❌ ST101 Server error: 1")."""
+    import re
+
+    found = re.findall(r"Server error: (\d+)", text)
+    return sum(map(int, found))
 
 
 def _token_case(ctx: Context, library: Path) -> dict:

@@ -35,6 +35,10 @@ class Part:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict) -> Part:
+        return cls(**{**data, "goals": [Goal(**g) for g in data["goals"]]})
+
 
 @dataclass(frozen=True)
 class Context:

@@ -65,7 +65,56 @@ def _emit_json(data: dict) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
-@click.group()
+def _logging(verbose: int) -> None:
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def _shared(ctx: click.Context, param: click.Parameter, value) -> None:
+    """A shared option given after the command name (`earmark ingest --library X`) overrides the group's."""
+    obj = ctx.find_object(Ctx)
+    if obj is None or value in (None, False, 0):
+        return
+    if param.name == "library":
+        obj.library_dir = value
+    elif param.name == "embed_model":
+        obj.embed_model = value
+    elif param.name == "quiet":
+        obj.quiet = True
+    elif param.name == "verbose":
+        _logging(value)
+
+
+def _shared_options() -> list[click.Option]:
+    return [click.Option(["--library"], type=click.Path(path_type=Path), expose_value=False, callback=_shared,
+                         help="Library directory (as before the command)."),
+            click.Option(["--embed-model"], expose_value=False, callback=_shared,
+                         help="Search embedding model (as before the command)."),
+            click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_shared, help="No progress output."),
+            click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_shared,
+                         help="More logging (-vv for debug).")]
+
+
+class _Group(click.Group):
+    """A group whose shared options (library, embedder, quiet, verbose) are taken after any command
+    name as well as before it, as git's -C and most click tools' shared options are; a command
+    that has an option of the same name (eval's and serve's --library) keeps its own."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        _add_shared(cmd)
+        super().add_command(cmd, name)
+
+
+def _add_shared(cmd: click.Command) -> None:
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _add_shared(sub)
+        return
+    taken = {opt for p in cmd.params for opt in p.opts}
+    cmd.params += [o for o in _shared_options() if not taken & set(o.opts)]
+
+
+@click.group(cls=_Group)
 @click.option("--library", type=click.Path(path_type=Path), default=None,
               help="Library directory (env EARMARK_LIBRARY; default: a per-user data dir).")
 @click.option("--embed-model", envvar="EARMARK_EMBED_MODEL", default=None,
@@ -77,8 +126,7 @@ def _emit_json(data: dict) -> None:
 @click.pass_context
 def cli(ctx: click.Context, library: Path | None, embed_model: str | None, quiet: bool, verbose: int) -> None:
     """Ask questions of your recordings and get answers that cite the exact second."""
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _logging(verbose)
     log = logging.getLogger(__name__)
     if log.isEnabledFor(logging.DEBUG):  # reading /proc/self/maps is no work for every command
         log.debug("memory allocator: %s", allocator.describe())

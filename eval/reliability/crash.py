@@ -142,19 +142,27 @@ def snapshot(lib: Path) -> dict:
 
 def answers(ctx: Context, lib: Path, quick: bool, ask: bool = True) -> dict:
     """verify --audit, search and ask results (the parts of them that must not depend on the run).
-    Quick: two queries and one question; ask=False leaves the (slow, LLM) questions out."""
+    Searches and questions go to one `earmark serve` on the library, not one command each: a cold
+    command loads the models again, minutes a trial on shared cores. Quick: two queries and one
+    question; ask=False leaves the (slow, LLM) questions out."""
+    import httpx
+
+    from earmark_eval.reliability.server import Server
+
     out: dict = {}
     v = _earmark(ctx, lib, "verify", "--audit", "--json")
     out["verify"] = json.loads(v.stdout)["ok"] if v.stdout.strip().startswith("{") else v.stderr.strip()[-300:]
-    for q in QUERIES[:2] if quick else QUERIES:
-        r = _earmark(ctx, lib, "search", q, "--json")
-        hits = json.loads(r.stdout)["hits"] if r.returncode == 0 else r.stderr.strip()[-300:]
-        out[f"search {q}"] = [[h["file"], h["start"], h["end"], h["text"], round(h["score"], 5)]
-                              for h in hits] if isinstance(hits, list) else hits
-    for q in (QUESTIONS[:1] if quick else QUESTIONS) if ask else ():
-        r = _earmark(ctx, lib, "ask", q, "--json")
-        a = json.loads(r.stdout) if r.returncode == 0 else {"error": r.stderr.strip()[-300:]}
-        out[f"ask {q}"] = {k: a.get(k) for k in ("answer", "found", "citations", "error")}
+    with Server(ctx.earmark, lib, lib.parent / "answers-serve.log", env=_env()) as server:
+        for q in QUERIES[:2] if quick else QUERIES:
+            r = httpx.get(server.url + "/api/search", params={"q": q}, timeout=300)
+            out[f"search {q}"] = ([[h["file"], h["start"], h["end"], h["text"], round(h["score"], 5)]
+                                   for h in r.json()["hits"]] if r.status_code == 200 else r.text[-300:])
+        for q in (QUESTIONS[:1] if quick else QUESTIONS) if ask else ():
+            r = httpx.post(server.url + "/api/ask", json={"question": q}, timeout=600)
+            last = [json.loads(x) for x in r.text.splitlines() if x.strip()][-1:] or [{"event": "none"}]
+            a = last[0] if last[0]["event"] == "answer" else {"error": str(last[0])[-300:]}
+            out[f"ask {q}"] = {k: a.get(k) for k in ("answer", "found", "error")} | {
+                "citations": [{k: c[k] for k in ("n", "file", "start", "end", "text")} for c in a.get("citations", [])]}
     return out
 
 

@@ -271,7 +271,9 @@ def instructions(library: Library, hit: Hit) -> Times:
     """The times in a hit's passage where the speech addresses an AI (prompt injection), sentence by
     sentence, in the words spoken or in their English translation (so an instruction spoken in Spanish
     is found by its rendering, "Note for the assistant: ..."). The prompt says passages are quoted
-    material too; this is the second line of defence. Those words stay searchable."""
+    material too; this is the second line of defence. Those words stay searchable. The sentence is the
+    unit: where Whisper runs talk and instruction into one sentence (commas, no full stop), the talk
+    is hidden with it."""
     transcript = library.transcript(hit.file_hash)
     times = []
     for pool in (transcript.segments, transcript.translations):

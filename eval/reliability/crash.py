@@ -143,8 +143,10 @@ def snapshot(lib: Path) -> dict:
 def answers(ctx: Context, lib: Path, quick: bool, ask: bool = True) -> dict:
     """verify --audit, search and ask results (the parts of them that must not depend on the run).
     Searches and questions go to one `earmark serve` on the library, not one command each: a cold
-    command loads the models again, minutes a trial on shared cores. Quick: two queries and one
-    question; ask=False leaves the (slow, LLM) questions out."""
+    command loads the models again, minutes a trial on shared cores. The answering model's own English
+    renderings of foreign speech are off (EARMARK_LLM_TRANSLATE=0, Whisper's translation is read): each
+    fresh library would pay for them again, a minute a question, and they are no part of what a crash
+    can change. Quick: two queries and one question; ask=False leaves the (slow, LLM) questions out."""
     import httpx
 
     from earmark_eval.reliability.server import Server
@@ -152,7 +154,7 @@ def answers(ctx: Context, lib: Path, quick: bool, ask: bool = True) -> dict:
     out: dict = {}
     v = _earmark(ctx, lib, "verify", "--audit", "--json")
     out["verify"] = json.loads(v.stdout)["ok"] if v.stdout.strip().startswith("{") else v.stderr.strip()[-300:]
-    with Server(ctx.earmark, lib, lib.parent / "answers-serve.log", env=_env()) as server:
+    with Server(ctx.earmark, lib, lib.parent / "answers-serve.log", env=_env() | {"EARMARK_LLM_TRANSLATE": "0"}) as server:
         for q in QUERIES[:2] if quick else QUERIES:
             r = httpx.get(server.url + "/api/search", params={"q": q}, timeout=300)
             out[f"search {q}"] = ([[h["file"], h["start"], h["end"], h["text"], round(h["score"], 5)]

@@ -277,6 +277,9 @@ def stream(path: str | Path, block_seconds: float = 300.0, channels: int | None 
             yield Block(start, mono, channels)
             start += len(mono)
         error = proc.stderr.read().decode(errors="replace")
+    if proc.returncode != 0 and start == 0:
+        raise AudioError(f"{shown(path)}: not decodable audio ({_first_line(RuntimeError(error))}); check the "
+                         "file plays, or convert it with ffmpeg")
     if proc.returncode != 0:
         raise AudioError(f"{shown(path)}: ffmpeg could not decode it after {start / SAMPLE_RATE:.1f} s "
                          f"({_first_line(RuntimeError(error))}); check the file plays, or convert it with ffmpeg")

@@ -67,7 +67,10 @@ def _emit_json(data: dict) -> None:
 
 def _logging(verbose: int) -> None:
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    elif verbose:  # a -v given after the command name, once logging is set up
+        logging.getLogger().setLevel(level)
 
 
 def _shared(ctx: click.Context, param: click.Parameter, value) -> None:
@@ -327,10 +330,18 @@ def reindex(obj: Ctx) -> None:
     from .ingest import index_transcript
 
     lib, embedder = obj.open()
+    failed = 0
     with lib.writing():  # one writer at a time (lock.py)
         for r in lib.recordings():
-            n = index_transcript(lib, embedder, lib.transcript(r.sha256), ChunkOptions())
-            click.echo(f"{r.file_name}: {n} passages")
+            try:
+                n = index_transcript(lib, embedder, lib.transcript(r.sha256), ChunkOptions())
+            except EarmarkError as e:  # a damaged transcript: say which, and go on with the others
+                failed += 1
+                click.echo(f"FAIL  {r.file_name}: {e}", err=True)
+                continue
+            click.echo(f"{r.file_name}: {n} passage{'' if n == 1 else 's'}")
+    if failed:
+        sys.exit(1)
 
 
 @cli.command("eval")

@@ -7,8 +7,10 @@ one already transcribed is only indexed. A file that fails is reported and the r
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -140,8 +142,26 @@ def _ingest_one(library: Library, embedder: Embedder, path: Path, options: Inges
     except EarmarkError as e:
         return FileResult(path, "failed", str(e))
     except Exception as e:  # a batch boundary: one bad file must not stop a folder
-        log.exception("unexpected failure on %s", path)
-        return FileResult(path, "failed", f"{path.name}: unexpected {type(e).__name__}: {e}")
+        # The traceback is for a developer (-vv); the user gets the one line, and a full disk named as such
+        # (Chroma and SQLite say it in their own words, if at all).
+        log.debug("unexpected failure on %s", path, exc_info=True)
+        if _disk_full(library.root, e):
+            return FileResult(path, "failed", f"{audio_mod.shown(path)}: the disk holding the library {library.root} "
+                              "is full; nothing was stored for this file: free some space and run ingest again")
+        return FileResult(path, "failed", f"{audio_mod.shown(path)}: unexpected {type(e).__name__}: "
+                          f"{audio_mod.one_line(str(e))[:200]} (run with -vv for details)")
+
+
+DISK_FULL_BYTES = 64 * 2**20  # less free space than this after a failed write: the disk is why
+
+
+def _disk_full(root: Path, e: Exception) -> bool:
+    if getattr(e, "errno", None) == errno.ENOSPC or "disk is full" in str(e).lower():
+        return True
+    try:
+        return shutil.disk_usage(root).free < DISK_FULL_BYTES
+    except OSError:
+        return False
 
 
 def ingest_file(library: Library, embedder: Embedder, path: Path, options: IngestOptions,
@@ -149,6 +169,11 @@ def ingest_file(library: Library, embedder: Embedder, path: Path, options: Inges
     """Bring one file up to 'indexed', doing only the stages it still needs."""
     if not path.is_file():
         raise AudioError(audio_mod.missing(path))
+    try:
+        str(path.resolve()).encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8: the catalog (SQLite, JSON) holds text only
+        raise AudioError(f"{audio_mod.shown(path)}: its name is not valid UTF-8, which the catalog cannot "
+                         "store: rename it (e.g. `convmv -f latin1 -t utf8 --notest`) and ingest it again") from None
     t = time.perf_counter()
     sha = audio_mod.sha256_file(path)
     report.add_time("hash", time.perf_counter() - t)

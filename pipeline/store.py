@@ -14,6 +14,7 @@ lock.py); taking it first clears what a writer killed mid-write can leave: temp 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -107,15 +108,18 @@ class Library:
 
     def __init__(self, root: Path, embed_model: str | None = None):
         self.root = Path(root).expanduser()
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "transcripts").mkdir(exist_ok=True)
-        self.db = sqlite3.connect(self.root / "catalog.sqlite", timeout=30, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
-        self.db.executescript(lexical.SCHEMA)
-        self._migrate()
-        self.embed_model = self._check_embed_model(embed_model)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / "transcripts").mkdir(exist_ok=True)
+            self.db = sqlite3.connect(self.root / "catalog.sqlite", timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(SCHEMA)
+            self.db.executescript(lexical.SCHEMA)
+            self._migrate()
+            self.embed_model = self._check_embed_model(embed_model)
+        except (OSError, sqlite3.Error) as e:
+            raise LibraryError(_unusable(self.root, e)) from e
         self._index = None
         # Parsed transcripts by hash, with the (mtime, size) they were read at: one question reads the
         # same transcript once per hit, and an hour's transcript is megabytes of JSON.
@@ -233,7 +237,12 @@ class Library:
         stamp = (st.st_mtime_ns, st.st_size)  # writes are atomic renames, so a new file has a new stamp
         cached = self._transcripts.get(sha256)
         if cached is None or cached[0] != stamp:
-            cached = (stamp, Transcript.from_dict(json.loads(path.read_text())))
+            try:
+                cached = (stamp, Transcript.from_dict(json.loads(path.read_text())))
+            except (ValueError, KeyError, TypeError) as e:  # edited by hand, or not earmark's
+                raise LibraryError(f"the transcript of {sha256[:12]} ({path}) is damaged ({type(e).__name__}: "
+                                   f"{str(e)[:120]}): restore it from an earlier version beside it "
+                                   f"({sha256[:12]}….*.json), or delete the recording and ingest it again") from e
             self._transcripts[sha256] = cached
         return cached[1]
 
@@ -302,10 +311,32 @@ class Library:
         self.db.close()
 
 
+def _unusable(root: Path, e: Exception) -> str:
+    """One line on why a library cannot be opened, and what to do."""
+    text = str(e)
+    if "readonly" in text or getattr(e, "errno", None) in (errno.EROFS, errno.EACCES) or not os.access(root, os.W_OK):
+        return (f"library {root} is read-only ({text[:80]}): earmark keeps its catalog there and must write "
+                "to it; make it writable, or copy it and use --library COPY")
+    if "disk is full" in text or getattr(e, "errno", None) == errno.ENOSPC:
+        return f"the disk holding library {root} is full: free some space and run the command again"
+    return f"library {root} cannot be opened ({type(e).__name__}: {text[:120]}): check the folder, or use another --library"
+
+
 def _recording(row: sqlite3.Row) -> Recording:
+    """A catalog row as a Recording; a damaged field (a hand edit, a bad disk) reads as unknown, with a
+    warning naming the row, so one bad row does not stop every command that lists the library."""
+    def field(column: str, parse, default):
+        try:
+            return parse(row[column])
+        except (ValueError, TypeError) as e:
+            log.warning("catalog row %s (%s): %s is damaged (%s); read as unknown: `earmark reindex` rewrites it",
+                        row["sha256"][:12], row["file_name"], column, e)
+            return default
+
     return Recording(
-        sha256=row["sha256"], file_name=row["file_name"], path=row["path"], size=row["size"],
-        duration=row["duration"], status=row["status"], languages=json.loads(row["languages"] or "[]"),
-        transcribe_model=json.loads(row["transcribe_model"] or "{}"), embed_model=row["embed_model"],
-        passages=row["passages"] or 0, ingested_at=row["ingested_at"], recorded_at=row["recorded_at"],
-        recorded_from=row["recorded_from"])
+        sha256=row["sha256"], file_name=row["file_name"], path=row["path"], size=field("size", int, 0),
+        duration=field("duration", lambda v: None if v is None else float(v), None), status=row["status"],
+        languages=field("languages", lambda v: list(json.loads(v or "[]")), []),
+        transcribe_model=field("transcribe_model", lambda v: dict(json.loads(v or "{}")), {}),
+        embed_model=row["embed_model"], passages=field("passages", lambda v: int(v or 0), 0),
+        ingested_at=row["ingested_at"], recorded_at=row["recorded_at"], recorded_from=row["recorded_from"])

@@ -1,6 +1,7 @@
 """The library directory: embedder recorded and enforced, transcripts versioned, index rebuildable."""
 
 import json
+import sqlite3
 
 import pytest
 
@@ -106,3 +107,39 @@ def test_a_lexical_index_over_raw_text_is_rebuilt_with_tokens_and_keeps_its_rows
     assert [h.text for h in lexical.query(Library(root).db, "stale", 5)] == []
     rebuilt = Library(root).db
     assert rebuilt.execute("SELECT count(*) FROM passages_fts").fetchone()[0] == 2
+
+
+def _one_file_library(run_cli, lib):
+    from .conftest import SAMPLES
+
+    code, _, err = run_cli("--library", lib, "ingest", "--no-diarize", SAMPLES / "jfk-inaugural-1961-excerpt.flac",
+                           SAMPLES / "librispeech-1995-1837-0001.wav")
+    assert code == 0, err
+    with sqlite3.connect(lib / "catalog.sqlite") as db:
+        return dict(db.execute("SELECT file_name, sha256 FROM recordings").fetchall())
+
+
+def test_a_damaged_catalog_row_reads_as_unknown_and_names_itself(run_cli, tmp_path, caplog):
+    lib = tmp_path / "lib"
+    sha = _one_file_library(run_cli, lib)["jfk-inaugural-1961-excerpt.flac"]
+    with sqlite3.connect(lib / "catalog.sqlite") as db:
+        db.execute("UPDATE recordings SET languages='[\"en', transcribe_model='{oops', duration='long' WHERE sha256=?",
+                   (sha,))
+    code, out, err = run_cli("--library", lib, "status", "--json")
+    assert code == 0, err
+    rows = {r["file"]: r for r in json.loads(out)["recordings"]}
+    assert rows["jfk-inaugural-1961-excerpt.flac"]["languages"] == [] and rows["librispeech-1995-1837-0001.wav"]["languages"]
+    assert any(sha[:12] in r.message and "languages" in r.message for r in caplog.records)
+
+
+def test_a_broken_transcript_is_one_line_naming_it_and_reindex_goes_on(run_cli, tmp_path):
+    lib = tmp_path / "lib"
+    shas = _one_file_library(run_cli, lib)
+    sha = shas["jfk-inaugural-1961-excerpt.flac"]
+    path = lib / "transcripts" / f"{sha}.json"
+    path.write_text(path.read_text()[:200])
+    code, out, err = run_cli("--library", lib, "transcript", "jfk-inaugural-1961-excerpt.flac")
+    assert code == 2 and sha[:12] in err and "damaged" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_cli("--library", lib, "reindex")
+    assert code == 1 and "FAIL  jfk-inaugural-1961-excerpt.flac" in err and "Traceback" not in err
+    assert "librispeech-1995-1837-0001.wav: 1 passage" in out

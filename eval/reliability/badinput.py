@@ -25,6 +25,7 @@ import shutil
 import sqlite3
 import subprocess
 import threading
+import sys
 import time
 import unicodedata
 import wave
@@ -98,14 +99,23 @@ def _unprivileged() -> list[str]:
     return ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--"]
 
 
+# Runs a command and writes the peak RSS (KiB) of its process tree, as the kernel counted it
+# (getrusage of the waited-for children), to the file in argv[1]: sampling misses a short run's peak.
+RUSAGE = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[2:]).returncode; "
+          "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(code)")
+
+
 def earmark(ctx: Context, *args, cwd: Path | None = None, timeout: float = 3600,
             during: Callable[[], None] | None = None) -> Run:
     """Run the real command (never the pipeline in-process), measuring its processes' peak RSS."""
+    import tempfile
+
     import psutil
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("EARMARK_LIBRARY", None)
-    argv = [*_unprivileged(), *ctx.earmark, *map(str, args)]
+    rusage = Path(tempfile.mkstemp(prefix="earmark-rusage-")[1])
+    argv = [sys.executable, "-c", RUSAGE, str(rusage), *_unprivileged(), *ctx.earmark, *map(str, args)]
     t = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env)
     peak, box = 0, {}
@@ -123,6 +133,11 @@ def earmark(ctx: Context, *args, cwd: Path | None = None, timeout: float = 3600,
     if reader.is_alive():
         proc.kill()
         reader.join()
+    try:
+        peak = max(peak, int(rusage.read_text() or 0) * 1024)
+    except ValueError:
+        pass
+    rusage.unlink(missing_ok=True)
     return Run([str(a) for a in args], proc.returncode, box.get("out", b"").decode(errors="replace"),
                box.get("err", b"").decode(errors="replace"), time.monotonic() - t, peak)
 

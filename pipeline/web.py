@@ -462,7 +462,8 @@ def _run_ingest(st: _State, lib, embedder, job: IngestJob) -> None:
 
 def _resume_uploads(st: _State) -> None:
     """On start: clear half-written uploads and queue the whole ones no recording comes from yet."""
-    known = st.reader.call(lambda lib, _: {r.path for r in lib.recordings()})
+    # Only an indexed recording is finished: one killed mid-index is "transcribed" and resumes too.
+    known = st.reader.call(lambda lib, _: {r.path for r in lib.recordings() if r.status == "indexed"})
     for folder in leftover_uploads(st.library_dir / "uploads", known):
         job = st.jobs.add(IngestJob(folder.name, [str(folder)], upload=folder))
         log.info("resuming the ingest of upload %s", folder.name)

@@ -204,6 +204,26 @@ def test_on_start_a_half_written_upload_is_cleared_and_a_whole_one_is_ingested(t
     assert sorted(p.name for p in uploads.iterdir()) == ["bbbb"]
 
 
+def test_on_start_an_upload_left_transcribed_by_a_kill_is_indexed(tmp_path, embedder):
+    """Found by the crash suite: a server killed while indexing an upload left its recording
+    'transcribed', and the restarted server took the catalog row for a finished ingest."""
+    uploads = tmp_path / "lib" / "uploads" / "cccc"
+    uploads.mkdir(parents=True)
+    shutil.copy(SAMPLES / "librispeech-1272-128104-0000.wav", uploads / "quilter.wav")
+    with TestClient(create_app(tmp_path / "lib", embedder.name), base_url=BASE) as c:
+        assert _wait(c, {"job": "cccc", "status": "queued"})["status"] == "done"
+    from pipeline.store import Library
+
+    lib = Library(tmp_path / "lib", embedder.name)
+    sha = lib.recordings()[0].sha256
+    lib.set_status(sha, "transcribed")  # as a kill between the transcript and the index leaves it
+    lib.close()
+    with TestClient(create_app(tmp_path / "lib", embedder.name), base_url=BASE) as c:
+        job = _wait(c, {"job": "cccc", "status": "queued"})
+        assert job["status"] == "done", job
+        assert [r["status"] for r in c.get("/api/recordings").json()["recordings"]] == ["indexed"]
+
+
 def _free_port() -> int:
     import socket
 

@@ -64,12 +64,18 @@ def test_temp_files_left_by_a_killed_write_are_removed_by_the_next_writer(tmp_pa
     assert not stale.exists()
 
 
-def test_a_second_writer_waits_and_says_once_who_holds_the_library(tmp_path):
+def _holder(library, seconds: float) -> subprocess.Popen:
+    """Another process holding the library's writer lock for `seconds`, once it says it holds it."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pipeline.lock import WriteLock; "
-         "l = WriteLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(1.5)", str(tmp_path)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+         "l = WriteLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(float(sys.argv[2]))",
+         str(library), str(seconds)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_writer_waits_and_says_once_who_holds_the_library(tmp_path):
+    holder = _holder(tmp_path, 1.5)
     said: list[str] = []
     t = time.monotonic()
     with WriteLock(tmp_path, on_wait=said.append):
@@ -80,11 +86,7 @@ def test_a_second_writer_waits_and_says_once_who_holds_the_library(tmp_path):
 
 
 def test_a_writer_killed_with_sigkill_leaves_no_lock_behind(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pipeline.lock import WriteLock; "
-         "l = WriteLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(60)", str(tmp_path)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
+    holder = _holder(tmp_path, 60)
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
     said: list[str] = []

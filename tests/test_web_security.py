@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -224,70 +222,39 @@ def test_on_start_an_upload_left_transcribed_by_a_kill_is_indexed(tmp_path, embe
         assert [r["status"] for r in c.get("/api/recordings").json()["recordings"]] == ["indexed"]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(library: Path, port: int, token: str) -> subprocess.Popen:
-    env = {**os.environ, "EARMARK_TOKEN": token}
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("earmark")), "--library", str(library), "serve",
-                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    deadline = time.monotonic() + 120
-    import httpx
-
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
-        time.sleep(0.5)
-
-
 def test_sigterm_during_an_upload_ingest_stops_the_server_cleanly_and_the_upload_resumes(tmp_path):
     """A real `earmark serve`: SIGTERM while it ingests a minute of meeting stops it without a
     traceback (no worker left finishing the file), no token reaches its log, and the next start
     ingests the upload it had received."""
     import httpx
 
+    from earmark_eval.reliability.server import Server
+
     meeting = REAL / "ami-meeting-excerpt-4spk-60s.wav"
     if not meeting.exists():
         pytest.skip("the shared recordings are not beside the checkout")
-    token, port, lib = "t0ken-" + os.urandom(8).hex(), _free_port(), tmp_path / "lib"
+    token, lib, log = "t0ken-" + os.urandom(8).hex(), tmp_path / "lib", tmp_path / "serve.log"
     auth = {"Authorization": f"Bearer {token}"}
-    proc = _serve(lib, port, token)
-    try:
-        r = httpx.post(f"http://127.0.0.1:{port}/api/ingest", headers=auth, timeout=60,
+    earmark = (str(Path(sys.executable).with_name("earmark")),)
+    with Server(earmark, lib, log, env={"EARMARK_TOKEN": token}) as server:
+        r = httpx.post(f"{server.url}/api/ingest", headers=auth, timeout=60,
                        files={"file": ("meeting.wav", meeting.read_bytes(), "audio/wav")})
         assert r.status_code == 202, r.text
         job = r.json()["job"]
-        while httpx.get(f"http://127.0.0.1:{port}/api/ingest/{job}", headers=auth).json()["status"] == "queued":
+        while httpx.get(f"{server.url}/api/ingest/{job}", headers=auth).json()["status"] == "queued":
             time.sleep(0.2)
         time.sleep(2)  # into the transcription
-        proc.send_signal(signal.SIGTERM)
-        log = proc.communicate(timeout=60)[0].decode()  # a hang past a minute fails here
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert "Traceback" not in log and "BrokenProcessPool" not in log, log
-    assert token not in log
-    proc = _serve(lib, port, token)
-    try:
+        assert server.stop() < 60  # SIGTERM; past a minute it is killed, and this fails
+    text = log.read_text()
+    assert "Traceback" not in text and "BrokenProcessPool" not in text and token not in text, text
+    with Server(earmark, lib, log, env={"EARMARK_TOKEN": token}) as server:
         deadline = time.monotonic() + 300
         while True:
-            recs = httpx.get(f"http://127.0.0.1:{port}/api/recordings", headers=auth).json()["recordings"]
+            recs = httpx.get(f"{server.url}/api/recordings", headers=auth).json()["recordings"]
             if [r["status"] for r in recs] == ["indexed"]:
                 break
             assert time.monotonic() < deadline, recs
             time.sleep(1)
         assert [r["file"] for r in recs] == ["meeting.wav"]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        log = proc.communicate(timeout=60)[0].decode()
-    assert token not in log and "Traceback" not in log, log
+    text = log.read_text()
+    assert token not in text and "Traceback" not in text, text

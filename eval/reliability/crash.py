@@ -25,7 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from earmark_eval.reliability.part import Context, Goal, Part, command
+from earmark_eval.reliability.server import Server
 
 STAGES = ("decode+vad", "transcribe", "diarize", "embed", "store-chroma", "store-fts", "catalog", "audit")
 QUICK_FILES = ("librispeech-1272-128104-0000.wav", "jfk-inaugural-1961-excerpt.flac",
@@ -69,14 +72,20 @@ print(json.dumps({"recordings": recs, "fts": fts, "vectors": vectors, "transcrip
 """
 
 
-def _env(trace: Path | None = None, pause: str | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EARMARK_TRACE") and k != "EARMARK_LIBRARY"}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+def _overrides(trace: Path | None = None, pause: str | None = None) -> dict:
+    """What a child's environment changes (None: removed): offline, and the stage trace only if asked."""
+    o: dict = {k: None for k in os.environ if k.startswith("EARMARK_TRACE") or k == "EARMARK_LIBRARY"}
+    o.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     if trace is not None:
-        env["EARMARK_TRACE"] = str(trace)
+        o["EARMARK_TRACE"] = str(trace)
     if pause:
-        env["EARMARK_TRACE_PAUSE"] = pause
-    return env
+        o["EARMARK_TRACE_PAUSE"] = pause
+    return o
+
+
+def _env(trace: Path | None = None, pause: str | None = None) -> dict:
+    merged = {**os.environ, **_overrides(trace, pause)}
+    return {k: v for k, v in merged.items() if v is not None}
 
 
 def _earmark(ctx: Context, lib: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -147,14 +156,10 @@ def answers(ctx: Context, lib: Path, quick: bool, ask: bool = True) -> dict:
     renderings of foreign speech are off (EARMARK_LLM_TRANSLATE=0, Whisper's translation is read): each
     fresh library would pay for them again, a minute a question, and they are no part of what a crash
     can change. Quick: two queries and one question; ask=False leaves the (slow, LLM) questions out."""
-    import httpx
-
-    from earmark_eval.reliability.server import Server
-
     out: dict = {}
     v = _earmark(ctx, lib, "verify", "--audit", "--json")
     out["verify"] = json.loads(v.stdout)["ok"] if v.stdout.strip().startswith("{") else v.stderr.strip()[-300:]
-    with Server(ctx.earmark, lib, lib.parent / "answers-serve.log", env=_env() | {"EARMARK_LLM_TRANSLATE": "0"}) as server:
+    with Server(ctx.earmark, lib, lib.parent / "answers-serve.log", env=_overrides() | {"EARMARK_LLM_TRANSLATE": "0"}) as server:
         for q in QUERIES[:2] if quick else QUERIES:
             r = httpx.get(server.url + "/api/search", params={"q": q}, timeout=300)
             out[f"search {q}"] = ([[h["file"], h["start"], h["end"], h["text"], round(h["score"], 5)]
@@ -329,80 +334,31 @@ def run(ctx: Context) -> Part:
     return _part(ctx, clean, rows, server, writers)
 
 
-def _http(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 10) -> dict:
-    import urllib.request
-
-    req = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data else "GET")
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
-
-
-def _upload(port: int, path: Path) -> dict:
-    """POST /api/ingest with the file as multipart field `file`."""
-    boundary = "earmark-crash-boundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    return _http(f"http://127.0.0.1:{port}/api/ingest", body,
-                 {"Content-Type": f"multipart/form-data; boundary={boundary}"}, timeout=60)
-
-
-def _serve(ctx: Context, lib: Path, port: int, trace: Path | None, pause: str | None = None) -> subprocess.Popen:
-    """`earmark serve` in a session of its own, once it answers."""
-    log = open(lib.parent / f"serve-{port}.log", "a")
-    p = subprocess.Popen([*ctx.earmark, "--library", str(lib), "serve", "--port", str(port)], stdout=log,
-                         stderr=subprocess.STDOUT, env=_env(trace, pause), start_new_session=True)
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 300:
-        try:
-            _http(f"http://127.0.0.1:{port}/api/recordings", timeout=2)
-            return p
-        except OSError:
-            if p.poll() is not None:
-                raise RuntimeError(f"earmark serve exited ({p.returncode}); see {log.name}")
-            time.sleep(0.5)
-    raise RuntimeError("earmark serve did not answer within 300 s")
-
-
-def _wait_job(port: int, job: str, timeout: float = 900) -> dict:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        state = _http(f"http://127.0.0.1:{port}/api/ingest/{job}")
-        if state["status"] in ("done", "failed", "interrupted"):
-            return state
-        time.sleep(0.5)
-    return {"status": "timeout"}
-
-
 def serve_trial(ctx: Context, files: list[Path], clean: dict, stage: str = "store-chroma") -> dict:
     """Kill `earmark serve` (the whole group) during an upload's ingest, restart it, look at the library;
     then upload the file again while a CLI ingest writes to the same library (two writers)."""
     base = ctx.out / "serve"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
-    lib, trace, port = base / "library", base / "trace.log", 8700 + random.Random(ctx.seed).randrange(200)
+    lib, trace = base / "library", base / "trace.log"
     upload = files[0]
-    p = _serve(ctx, lib, port, trace, f"{stage}:{PAUSE}")
-    job = _upload(port, upload)["job"]
+    server = Server(ctx.earmark, lib, base / "serve.log", env=_overrides(trace, f"{stage}:{PAUSE}")).start()
+    job = server.upload(upload)["job"]
     t0 = time.monotonic()
     while time.monotonic() - t0 < 600 and not any(x[2] == stage and x[3] == "begin" for x in read_trace(trace)):
         time.sleep(0.005)
     time.sleep(PAUSE / 2)
     landed = open_stages(read_trace(trace))
-    os.killpg(p.pid, signal.SIGKILL)
-    p.wait()
+    server.kill()
     after_kill = snapshot(lib)
-    p = _serve(ctx, lib, port, None)
-    try:
-        resumed = _wait_job(port, job)  # a restarted server ingests the whole upload it had received
+    with Server(ctx.earmark, lib, base / "serve.log", env=_overrides()) as server:
+        resumed = server.wait_job(job)  # a restarted server ingests the whole upload it had received
         on_restart = snapshot(lib)
         state = {h: r["status"] for h, r in on_restart["recordings"].items()}
         cli = subprocess.Popen([*ctx.earmark, "--library", str(lib), "ingest", str(files[-1])], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True)
-        again = _wait_job(port, _upload(port, upload)["job"])
+        again = server.wait_job(server.upload(upload)["job"])
         cli_out, cli_err = cli.communicate(timeout=900)
-    finally:
-        p.terminate()
-        p.wait(timeout=60)
     final = snapshot(lib)
     ref_recs = {h: r for h, r in clean["library"]["recordings"].items() if r["file"] in (upload.name, files[-1].name)}
     wrong = {k: v for k, v in problems({**clean["library"], "recordings": ref_recs}, final).items()

@@ -31,17 +31,23 @@ class Server:
     """`earmark serve` started by `with Server(...) as s:`; s.url, s.rss(); stopped with SIGTERM."""
 
     def __init__(self, earmark: tuple[str, ...], library: Path, log: Path, *args: str, env: dict | None = None):
+        """env: variables set (or, with None as the value, removed) on top of this process's environment."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cmd = [*earmark, "--library", str(library), "serve", "--port", str(self.port), *args]
-        self.log, self.env = log, {**os.environ, **(env or {})}
+        merged = {**os.environ, **(env or {})}
+        self.log, self.env = log, {k: v for k, v in merged.items() if v is not None}
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:
+        return self.start()
+
+    def start(self) -> Server:
+        """Start it and return once it answers (RuntimeError if it exits or 300 s pass)."""
         self._out = self.log.open("ab")
         self.proc = subprocess.Popen(self.cmd, stdout=self._out, stderr=subprocess.STDOUT, env=self.env,
                                      start_new_session=True)
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 300
         while True:
             try:
                 if httpx.get(self.url + "/", timeout=2).status_code == 200:
@@ -63,6 +69,29 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def upload(self, path: Path) -> dict:
+        """POST /api/ingest with the file as multipart field `file`; the job it started."""
+        with path.open("rb") as f:
+            r = httpx.post(self.url + "/api/ingest", files={"file": (path.name, f)}, timeout=60)
+        r.raise_for_status()
+        return r.json()
+
+    def wait_job(self, job: str, timeout: float = 900) -> dict:
+        """The job's state once it ended (done, failed, interrupted), or {"status": "timeout"}."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = httpx.get(f"{self.url}/api/ingest/{job}", timeout=10).raise_for_status().json()
+            if state["status"] in ("done", "failed", "interrupted"):
+                return state
+            time.sleep(0.5)
+        return {"status": "timeout"}
+
+    def kill(self) -> None:
+        """SIGKILL to the server's whole process group (its workers too), as a crash would."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self._out.close()
 
     def stop(self) -> float:
         """SIGTERM, then seconds until it exited (SIGKILL after 60 s)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import queue
@@ -38,7 +37,7 @@ from starlette.background import BackgroundTask
 
 from .config import AnswerOptions, EmbedOptions, ServeOptions
 from .errors import ConfigError, CustodyError, EarmarkError, LLMError, QueryError, RangeError
-from .web_guard import Guard, allowed_hosts
+from .web_guard import Guard, allowed_hosts, bind_allowed
 from .web_jobs import PARTIAL, AskQueue, AskTicket, Busy, IngestJob, Jobs, Stopped, finish_upload, inside, \
     leftover_uploads
 
@@ -49,18 +48,6 @@ SHA256 = r"^[0-9a-f]{64}$"  # a recording id; nothing else from a request names 
 MAX_UPLOAD = 500 * 1024 * 1024  # bytes; a larger upload is refused with 413
 UPLOADS_AT_ONCE = 2  # uploads being received at once; one more is told 503 (a slow client holds a slot)
 UPLOAD_SECONDS = 600  # an upload still arriving after this is cut off with 408 (a slow-loris client)
-
-
-def bind_allowed(host: str, token: str | None) -> bool:
-    """Whether serving on `host` is safe: loopback always, any other address only behind a token."""
-    if token:
-        return True
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name that is not localhost may resolve to anything
 
 
 def serve(library_dir: Path, embed_model: str | None, options: ServeOptions) -> None:

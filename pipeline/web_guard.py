@@ -14,6 +14,8 @@ protects nothing. Three attacks, three checks (an ASGI middleware, `Guard`):
 - **Bodies that dodge a preflight**: a POST to /api must be `application/json` or
   `multipart/form-data` (415 otherwise).
 
+Before any request: `bind_allowed` refuses to serve beyond loopback without a token.
+
 Starlette's TrustedHostMiddleware checks the Host alone and answers in plain text; this answers in
 the API's JSON (`{"detail"}`) and checks all three in one place.
 """
@@ -37,6 +39,18 @@ def host_name(host: str) -> str:
     if host.count(":") == 1:  # name:port (an IPv6 address without brackets has several colons)
         return host.split(":")[0]
     return host
+
+
+def bind_allowed(host: str, token: str | None) -> bool:
+    """Whether serving on `host` is safe: loopback always, any other address only behind a token."""
+    if token:
+        return True
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name that is not localhost may resolve to anything
 
 
 def allowed_hosts(bind: str, extra: Iterable[str] = ()) -> frozenset[str] | None:

@@ -11,7 +11,8 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from pipeline.config import ServeOptions  # noqa: E402
-from pipeline.web import bind_allowed, create_app  # noqa: E402
+from pipeline.web import create_app  # noqa: E402
+from pipeline.web_guard import bind_allowed  # noqa: E402
 
 JFK = "jfk-inaugural-1961-excerpt.flac"
 BASE = "http://127.0.0.1:8000"  # TestClient's own "testserver" is a host name the server refuses

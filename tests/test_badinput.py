@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from earmark_eval.reliability import badinput
+from earmark_eval.reliability import badinput, inputs
 from earmark_eval.reliability.part import Context
 from pipeline import audio
 from pipeline.errors import AudioError
@@ -81,8 +81,8 @@ def quick_run(tmp_path_factory):
     if not (REAL / "jfk-inaugural-1961-excerpt.flac").exists():
         pytest.skip("the shared evaluation recordings are not present")
     work = tmp_path_factory.mktemp("badinput")
-    kinds = [k for k in badinput.folder_kinds() if k.quick]
-    assert not badinput.make_kinds(kinds, work / "batch", badinput.Sources(work / "sources", REAL))
+    kinds = [k for k in inputs.folder_kinds() if k.quick]
+    assert not inputs.make_kinds(kinds, work / "batch", inputs.Sources(work / "sources", REAL))
     ctx = Context(out=work, audio=REAL, quick=True, earmark=(str(Path(sys.executable).with_name("earmark")),))
     run = badinput.earmark(ctx, "--library", work / "library", "ingest", "--no-diarize", work / "batch")
     return ctx, work, kinds, run
@@ -110,6 +110,16 @@ def test_the_users_three_defects_are_fixed(quick_run):
 
 def test_a_file_growing_while_it_is_read_is_refused_then_taken_once_still(quick_run):
     ctx, work, _, _ = quick_run
-    w = badinput.World(ctx, work / "library", badinput.Sources(work / "sources-2", REAL), work)
+    w = badinput.World(ctx, work / "library", inputs.Sources(work / "sources-2", REAL), work)
     outcome = badinput._changing(w, "growing", replace=False)
     assert outcome.met, (outcome.line, outcome.note)
+
+
+def test_a_disk_that_fills_up_mid_ingest_gets_one_line_per_file_and_loses_nothing(quick_run):
+    ctx, work, _, _ = quick_run
+    w = badinput.World(ctx, work / "library", inputs.Sources(work / "sources-3", REAL), work)
+    outcome = badinput.own_disk_full(w)
+    if outcome.line == "(not run)":
+        pytest.skip(outcome.note)  # mounting a tmpfs needs root
+    assert outcome.met, (outcome.line, outcome.note)
+    assert "disk holding the library" in outcome.line and "is full" in outcome.line

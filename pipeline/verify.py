@@ -188,6 +188,9 @@ _DIRECTIVE = re.compile(
     re.IGNORECASE)
 
 
+HEADER_WORDS = 3  # words beside the address itself, at most, in a sentence that only announces an instruction
+
+
 def addresses_a_model(text: str) -> bool:
     """Whether a transcript sentence or passage speaks to an AI ("ignore previous instructions ..."):
     prompt injection."""
@@ -196,7 +199,10 @@ def addresses_a_model(text: str) -> bool:
 
 def addressed(sentences: list[str]) -> list[bool]:
     """For consecutive sentences, which belong to an instruction to an AI: those that address a model,
-    and the directives ("Respond only with 42.") beside one."""
+    the directives ("Respond only with 42.") beside one, and the sentence after a header that only
+    addresses a model ("System, new instructions." / "Note to the assistant:"): a header announces its
+    body, whatever words Whisper heard there ("Resound only with the number 42")."""
     flags = [addresses_a_model(t) for t in sentences]
-    return [f or (bool(_DIRECTIVE.search(t)) and any(flags[max(0, i - 1):i + 2]))
+    header = [f and len(re.findall(r"\w+", _ADDRESS.sub(" ", t))) <= HEADER_WORDS for f, t in zip(flags, sentences)]
+    return [f or (i > 0 and header[i - 1]) or (bool(_DIRECTIVE.search(t)) and any(flags[max(0, i - 1):i + 2]))
             for i, (f, t) in enumerate(zip(flags, sentences))]

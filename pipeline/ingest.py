@@ -152,12 +152,22 @@ def _ingest_one(library: Library, embedder: Embedder, path: Path, options: Inges
                           f"{audio_mod.one_line(str(e))[:200]} (run with -vv for details)")
 
 
-DISK_FULL_BYTES = 64 * 2**20  # less free space than this after a failed write: the disk is why
+# What a full disk says when the error carries no errno: SQLite, and Chroma's Rust core (whose errors
+# arrive as text). The cause chain is searched too: a library may wrap the OSError it met. Chroma's
+# compaction, though, fails on a full disk with "Error in compaction: Failed to apply logs to the
+# metadata segment" and no cause at all (seen by the bad-input suite's 20 MB tmpfs): so an unexplained
+# failure with almost no space left on the library's disk is named as a full disk too.
+DISK_FULL_TEXTS = ("no space left on device", "database or disk is full", "disk is full", "disk full")
+DISK_FULL_BYTES = 64 * 2**20  # less free space than this after an unexplained failure: the disk is why
 
 
-def _disk_full(root: Path, e: Exception) -> bool:
-    if getattr(e, "errno", None) == errno.ENOSPC or "disk is full" in str(e).lower():
-        return True
+def _disk_full(root: Path, e: BaseException | None) -> bool:
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if getattr(e, "errno", None) == errno.ENOSPC or any(t in str(e).lower() for t in DISK_FULL_TEXTS):
+            return True
+        e = e.__cause__ or e.__context__
     try:
         return shutil.disk_usage(root).free < DISK_FULL_BYTES
     except OSError:

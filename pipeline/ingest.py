@@ -157,7 +157,7 @@ def _ingest_one(library: Library, embedder: Embedder, path: Path, options: Inges
 # compaction, though, fails on a full disk with "Error in compaction: Failed to apply logs to the
 # metadata segment" and no cause at all (seen by the bad-input suite's 20 MB tmpfs): so an unexplained
 # failure with almost no space left on the library's disk is named as a full disk too.
-DISK_FULL_TEXTS = ("no space left on device", "database or disk is full", "disk is full", "disk full")
+DISK_FULL_TEXTS = ("no space left on device", "disk is full", "disk full")  # SQLite: "database or disk is full"
 DISK_FULL_BYTES = 64 * 2**20  # less free space than this after an unexplained failure: the disk is why
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from earmark_eval.reliability.part import Context, Goal, Part, command
-from earmark_eval.reliability.server import Server
+from earmark_eval.reliability.server import Server, child_env
 
 STAGES = ("decode+vad", "transcribe", "diarize", "embed", "store-chroma", "store-fts", "catalog", "audit")
 QUICK_FILES = ("librispeech-1272-128104-0000.wav", "jfk-inaugural-1961-excerpt.flac",
@@ -84,8 +84,7 @@ def _overrides(trace: Path | None = None, pause: str | None = None) -> dict:
 
 
 def _env(trace: Path | None = None, pause: str | None = None) -> dict:
-    merged = {**os.environ, **_overrides(trace, pause)}
-    return {k: v for k, v in merged.items() if v is not None}
+    return child_env(_overrides(trace, pause))
 
 
 def _earmark(ctx: Context, lib: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:

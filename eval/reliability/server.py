@@ -18,6 +18,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def child_env(overrides: dict | None = None) -> dict:
+    """This process's environment with overrides applied: a value sets a variable, None removes it."""
+    merged = {**os.environ, **(overrides or {})}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
 def ingest(earmark: tuple[str, ...], library: Path, paths: list[Path], log: Path) -> None:
     """Build a library with the real command (no diarization is skipped: the library is the user's)."""
     with log.open("ab") as out:
@@ -35,8 +41,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cmd = [*earmark, "--library", str(library), "serve", "--port", str(self.port), *args]
-        merged = {**os.environ, **(env or {})}
-        self.log, self.env = log, {k: v for k, v in merged.items() if v is not None}
+        self.log, self.env = log, child_env(env)
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:

@@ -136,62 +136,112 @@ def cli(ctx: click.Context, library: Path | None, embed_model: str | None, quiet
     ctx.obj = Ctx(library or default_library(), embed_model, quiet or not sys.stderr.isatty())
 
 
-@cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--whisper-model", default=TranscribeOptions().model, show_default=True,
-              help="Whisper model name (env EARMARK_WHISPER_MODEL).")
-@click.option("--language", default=None, help="Force one language (e.g. en); default: detect per speech region.")
-@click.option("--beam-size", type=click.IntRange(min=1), default=None,
-              help="Beam search width for all speech (env EARMARK_BEAM_SIZE); default: greedy for English, "
-                   "EARMARK_FOREIGN_BEAM_SIZE (5) for other languages. 1: greedy throughout.")
-@click.option("--speakers", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Speaker turns (RTTM or STM) of the one recording ingested. Without it, NAME.stm or "
-                   "NAME.rttm beside NAME.wav is used.")
-@click.option("--num-speakers", type=click.IntRange(min=1), default=None,
-              help="Without a turns file, split the voices into exactly N speakers (default: found by voice).")
-@click.option("--min-speakers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="At least this many speakers when finding them by voice.")
-@click.option("--max-speakers", type=click.IntRange(min=1), default=None, help="At most this many speakers.")
-@click.option("--no-diarize", is_flag=True, help="Do not find speakers by voice (env EARMARK_DIARIZE=0).")
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="Files transcribed at once, one process each (env EARMARK_INGEST_JOBS; default: one per "
-                   "core when a folder has several files to transcribe, else 1).")
-@click.pass_obj
-def ingest(obj: Ctx, paths: tuple[Path, ...], whisper_model: str, language: str | None, beam_size: int | None,
-           speakers: Path | None, num_speakers: int | None, min_speakers: int, max_speakers: int | None,
-           no_diarize: bool, jobs: int | None) -> None:
-    """Transcribe and index files and folders (recursively). Already-ingested content is skipped."""
-    from rich.progress import Progress
+def ingest_options(f):
+    """The options of how files are ingested, shared by `ingest` and `watch`."""
+    for option in reversed([
+        click.option("--whisper-model", default=TranscribeOptions().model, show_default=True,
+                     help="Whisper model name (env EARMARK_WHISPER_MODEL)."),
+        click.option("--language", default=None, help="Force one language (e.g. en); default: detect per speech region."),
+        click.option("--beam-size", type=click.IntRange(min=1), default=None,
+                     help="Beam search width for all speech (env EARMARK_BEAM_SIZE); default: greedy for English, "
+                          "EARMARK_FOREIGN_BEAM_SIZE (5) for other languages. 1: greedy throughout."),
+        click.option("--num-speakers", type=click.IntRange(min=1), default=None,
+                     help="Without a turns file, split the voices into exactly N speakers (default: found by voice)."),
+        click.option("--min-speakers", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="At least this many speakers when finding them by voice."),
+        click.option("--max-speakers", type=click.IntRange(min=1), default=None, help="At most this many speakers."),
+        click.option("--no-diarize", is_flag=True, help="Do not find speakers by voice (env EARMARK_DIARIZE=0)."),
+        click.option("--jobs", type=click.IntRange(min=1), default=None,
+                     help="Files transcribed at once, one process each (env EARMARK_INGEST_JOBS; default: one per "
+                          "core when a folder has several files to transcribe, else 1)."),
+    ]):
+        f = option(f)
+    return f
 
+
+def _ingest_options(whisper_model: str, language: str | None, beam_size: int | None, num_speakers: int | None,
+                    min_speakers: int, max_speakers: int | None, no_diarize: bool, jobs: int | None,
+                    speakers: Path | None = None):
     from .diarize import DiarizeOptions
-    from .ingest import IngestOptions, discover
-    from .ingest import ingest as run_ingest
+    from .ingest import IngestOptions
 
     diarization = DiarizeOptions(num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers)
     diarization.check()  # impossible bounds fail before anything is opened
+    return IngestOptions(transcribe=replace(TranscribeOptions(), model=whisper_model, language=language,
+                                            beam_size=beam_size or TranscribeOptions().beam_size),
+                         speakers=speakers,
+                         diarize=IngestOptions().diarize and not no_diarize, diarization=diarization,
+                         jobs=jobs or IngestOptions().jobs)
+
+
+def _file_line(r) -> None:
+    """One line per file, whatever its name holds: newlines and control characters are escaped."""
+    from .audio import one_line, shown
+
+    mark = {"ingested": "ok", "skipped": "skip", "failed": "FAIL"}[r.status]
+    click.echo(f"{mark:4}  {shown(r.path)}  {one_line(r.message)}", err=r.status == "failed")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--speakers", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Speaker turns (RTTM or STM) of the one recording ingested. Without it, NAME.stm or "
+                   "NAME.rttm beside NAME.wav is used.")
+@ingest_options
+@click.pass_obj
+def ingest(obj: Ctx, paths: tuple[Path, ...], speakers: Path | None, **how) -> None:
+    """Transcribe and index files and folders (recursively). Already-ingested content is skipped."""
+    from rich.progress import Progress
+
+    from .ingest import discover
+    from .ingest import ingest as run_ingest
+
+    options = _ingest_options(**how, speakers=speakers)
     lib, embedder = obj.open()
-    options = IngestOptions(transcribe=replace(TranscribeOptions(), model=whisper_model, language=language,
-                                               beam_size=beam_size or TranscribeOptions().beam_size),
-                            speakers=speakers,
-                            diarize=IngestOptions().diarize and not no_diarize, diarization=diarization,
-                            jobs=jobs or IngestOptions().jobs)
     files = discover(paths)
     with Progress(disable=obj.quiet, transient=True) as progress:
         task = progress.add_task("ingesting", total=len(files))
 
         def on_file(r):
-            # One line per file, whatever its name holds: newlines and control characters are escaped.
-            from .audio import one_line, shown
-
             progress.advance(task)
-            mark = {"ingested": "ok", "skipped": "skip", "failed": "FAIL"}[r.status]
-            click.echo(f"{mark:4}  {shown(r.path)}  {one_line(r.message)}", err=r.status == "failed")
+            _file_line(r)
 
         report = run_ingest(lib, embedder, files, options, on_file=on_file)
     click.echo(f"{report.count('ingested')} ingested, {report.count('skipped')} skipped, "
                f"{len(report.failed)} failed")
     if report.failed:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("folders", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--settle", type=click.FloatRange(min=0), default=None,
+              help="Seconds a file must stop growing before it is ingested (default 2).")
+@ingest_options
+@click.pass_obj
+def watch(obj: Ctx, folders: tuple[Path, ...], settle: float | None, **how) -> None:
+    """Keep folders in the library: ingest new and changed files as they appear, follow renames, retire
+    recordings whose file vanished (all in the audit log). Catches up on start; Ctrl-C stops."""
+    import signal
+    import threading
+
+    from . import watch as watching
+
+    options = _ingest_options(**how)
+    lib, embedder = obj.open()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def on_change(c):
+        from .audio import one_line
+
+        click.echo(f"{c.action:4}  {one_line(c.file)}  {one_line(c.path)} -> {one_line(c.detail)}")
+
+    watching.watch(list(folders), lambda fn: fn(lib, embedder), stop, options,
+                   settle=watching.SETTLE_SECONDS if settle is None else settle, on_file=_file_line,
+                   on_change=on_change, ignore=lib.root,
+                   on_ready=lambda: click.echo(f"watching {', '.join(map(str, folders))} (Ctrl-C stops)", err=True))
 
 
 @cli.command()
@@ -396,9 +446,11 @@ def eval_(obj: Ctx, audio: Path, questions: Path, out: Path, eval_library: Path 
 @click.option("--ingest-root", "ingest_roots", multiple=True, type=click.Path(exists=True, file_okay=False,
               path_type=Path), help="A folder POST /api/ingest {\"path\"} may read (repeatable; env "
                                     "EARMARK_INGEST_ROOTS, separated by ':'). Default: uploads only.")
+@click.option("--watch", "watch_folders", multiple=True, type=click.Path(exists=True, file_okay=False,
+              path_type=Path), help="A folder kept in the library as `earmark watch` keeps it (repeatable).")
 @click.pass_obj
 def serve(obj: Ctx, serve_library: Path | None, host: str, port: int, token: str | None,
-          allowed_hosts: tuple[str, ...], ingest_roots: tuple[Path, ...]) -> None:
+          allowed_hosts: tuple[str, ...], ingest_roots: tuple[Path, ...], watch_folders: tuple[Path, ...]) -> None:
     """Serve the web page and JSON API (OpenAPI at /docs) over the library."""
     from .config import ServeOptions
     from .web import serve as run_server
@@ -407,7 +459,7 @@ def serve(obj: Ctx, serve_library: Path | None, host: str, port: int, token: str
     ingest_roots = ingest_roots or tuple(Path(p) for p in os.environ.get("EARMARK_INGEST_ROOTS", "").split(os.pathsep)
                                          if p)
     options = replace(ServeOptions(), host=host, port=port, token=token or None, allowed_hosts=allowed_hosts,
-                      ingest_roots=ingest_roots)
+                      ingest_roots=ingest_roots, watch=watch_folders)
     run_server(serve_library or obj.library_dir, obj.embed_model, options)
 
 

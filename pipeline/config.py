@@ -149,6 +149,7 @@ class ServeOptions:
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides loopback and the bound address
     # Folders `POST /api/ingest {"path"}` may read; none: uploads only (a client names no server file).
     ingest_roots: tuple[Path, ...] = ()
+    watch: tuple[Path, ...] = ()  # folders kept in the library as `earmark watch` keeps them (watch.py)
     # Asks running or waiting on the model at once; one more is told 503 with Retry-After. Four asks
     # of ~3-10 s each keep the last one's wait under a minute on 2 cores.
     ask_queue: int = env_number("EARMARK_ASK_QUEUE", 4)

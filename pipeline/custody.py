@@ -324,13 +324,14 @@ def log_question(library: Library, question: str) -> None:
 
 
 # --- deletion --------------------------------------------------------------------------------
-def delete_recording(library: Library, rec: Recording) -> Path:
-    """Remove a recording (see _delete), holding the library's writer lock."""
+def delete_recording(library: Library, rec: Recording, reason: str | None = None) -> Path:
+    """Remove a recording (see _delete), holding the library's writer lock; `reason` goes in the audit
+    log (the watcher's: the file vanished or changed)."""
     with library.writing():
-        return _delete(library, rec)
+        return _delete(library, rec, reason)
 
 
-def _delete(library: Library, rec: Recording) -> Path:
+def _delete(library: Library, rec: Recording, reason: str | None = None) -> Path:
     """Remove a recording from the catalog and both indexes; its transcripts move to LIBRARY/deleted/HASH/.
 
     Transcripts are moved, not destroyed, so what was deleted stays reviewable; the audit log records it.
@@ -349,5 +350,5 @@ def _delete(library: Library, rec: Recording) -> Path:
         library.db.execute("DELETE FROM recordings WHERE sha256=?", (rec.sha256,))
         library.db.execute("DELETE FROM renderings WHERE file_hash=?", (rec.sha256,))
     log_event(library.root, "delete", file=rec.file_name, sha256=rec.sha256, path=rec.path,
-              moved_to=str(dest.relative_to(library.root)))
+              moved_to=str(dest.relative_to(library.root)), **({"reason": reason} if reason else {}))
     return dest

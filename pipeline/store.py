@@ -285,6 +285,11 @@ class Library:
             (sha256, file_name, path, size, duration, status, json.dumps(languages),
              json.dumps(transcribe_model), self.embed_model, passages, ts, ts, recorded_at, recorded_from))
 
+    def move_recording(self, sha256: str, path: str) -> None:
+        """The original now lives at `path` (renamed or moved); its name as ingested, which citations and
+        passages carry, stays."""
+        self.db.execute("UPDATE recordings SET path=?, updated_at=? WHERE sha256=?", (path, now(), sha256))
+
     def set_status(self, sha256: str, status: str) -> None:
         """Set a recording's status alone ("transcribed": its indexes are about to be rebuilt)."""
         self.db.execute("UPDATE recordings SET status=?, updated_at=? WHERE sha256=?", (status, now(), sha256))

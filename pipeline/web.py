@@ -128,8 +128,11 @@ def create_app(library_dir: Path, embed_model: str | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         _resume_uploads(st)
+        watcher = _start_watching(st)
         yield
         st.shutdown()
+        if watcher is not None:
+            watcher.join(5)
 
     app = FastAPI(title="earmark", description="Ask questions of your recordings; answers cite the exact second.",
                   version=_version(), lifespan=lifespan)
@@ -445,6 +448,29 @@ def _run_ingest(st: _State, lib, embedder, job: IngestJob) -> None:
         job.status = "failed" if count["failed"] else "done"
         job.message = f"{count['ingested']} ingested, {count['skipped']} skipped, {count['failed']} failed"
     finish_upload(job)
+
+
+def _start_watching(st: _State) -> threading.Thread | None:
+    """`serve --watch`: the watcher runs in a thread of its own; its passes run on the ingest worker,
+    one after another with upload jobs, and stop with the server."""
+    if not st.options.watch:
+        return None
+    from .audio import one_line
+    from .watch import watch
+
+    def run() -> None:
+        try:
+            watch(list(st.options.watch), st.ingester.call, st.stopping, ignore=st.library_dir,
+                  on_file=lambda r: log.info("watch: %s %s: %s", r.status, r.path, one_line(r.message)),
+                  on_change=lambda c: log.info("watch: %s %s: %s -> %s", c.action, c.file, c.path, c.detail),
+                  on_ready=lambda: log.info("watching %s", ", ".join(map(str, st.options.watch))))
+        except Exception:
+            if not st.stopping.is_set():  # a worker shut down under a pass is the server stopping
+                log.exception("the folder watcher stopped")
+
+    thread = threading.Thread(target=run, name="earmark-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def _resume_uploads(st: _State) -> None:

@@ -8,10 +8,14 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+
+from .media import SPEECH_AT, video
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,16 +36,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(sample_library, embedder):
-    """`earmark serve` on a free loopback port, in a thread; yields its base URL."""
+@contextmanager
+def _serving(app):
+    """The app under uvicorn on a free loopback port, in a thread; yields its base URL."""
     import uvicorn
 
-    from pipeline.web import create_app
-
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(sample_library.root, embedder.name), host="127.0.0.1",
-                                        port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -51,6 +52,15 @@ def server(sample_library, embedder):
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(sample_library, embedder):
+    """`earmark serve` over the sample library; yields its base URL."""
+    from pipeline.web import create_app
+
+    with _serving(create_app(sample_library.root, embedder.name)) as url:
+        yield url
 
 
 @pytest.fixture
@@ -112,3 +122,36 @@ def test_ask_then_play_the_cited_second(server, page, tmp_path):
     if os.environ.get("EARMARK_UPDATE_SCREENSHOT"):  # the README's picture; a test run leaves the checkout alone
         (ROOT / "docs").mkdir(exist_ok=True)
         shutil.copy(shot, ROOT / "docs" / "screenshot.png")
+
+
+def test_a_video_dropped_in_a_watched_folder_shows_up_and_plays_at_the_cited_second(tmp_path, embedder, page):
+    """`serve --watch`: the library view lists a recording that arrived by itself; its citation plays
+    the video, picture and all, from the cited second."""
+    from pipeline.config import ServeOptions
+    from pipeline.web import create_app
+
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    app = create_app(tmp_path / "watched-library", embedder.name, replace(ServeOptions(), watch=(folder,)))
+    with _serving(app) as url:
+        page.goto(url)
+        page.click("#tab-library")
+        video(folder / "harbour talk.webm")  # written in place by ffmpeg: the watcher waits until it is whole
+        page.locator("#recordings tr", has_text="harbour talk.webm").filter(has_text="indexed").wait_for(
+            timeout=180_000)
+
+        page.click("#tab-ask")
+        page.fill("#q", "How many ships did the harbour master count?")
+        page.click("#ask-form button[type=submit]")
+        chip = page.locator("#citations .chip").first
+        chip.wait_for(timeout=180_000)
+        assert chip.inner_text().startswith("harbour talk.webm @ 00:0")
+        assert "12" in page.inner_text("#answer") or "twelve" in page.inner_text("#answer").lower()
+        page.evaluate("document.getElementById('player').muted = true")
+        chip.click()
+        page.wait_for_function("() => { const v = document.getElementById('player'); "
+                               "return !v.paused && v.readyState >= 2 && v.videoWidth > 0; }", timeout=30_000)
+        width, shown, now = page.evaluate("""() => { const v = document.getElementById('player');
+            return [v.videoWidth, v.classList.contains('picture'), v.currentTime]; }""")
+        assert width == 160 and shown  # the picture is shown, at the test pattern's size
+        assert abs(now - SPEECH_AT) <= 1.5, now

@@ -23,7 +23,7 @@ from .citations import citation, narrow
 from .config import AnswerOptions, EmbedOptions
 from .embed import Embedder
 from .embed import load as load_embedder
-from .llm import chat_model, parse_json, structured
+from .llm import calling, chat_model, parse_json, structured
 from .records import Answer, Hit, Segment, during, indexed, mmss
 from .search import SearchOptions, search
 from .sentences import Span, sentences
@@ -346,8 +346,9 @@ def _generate(question: str, hits: list[Hit], options: AnswerOptions,
     messages = prompts.load("answer").format_messages(passages=format_passages(hits), question=question)
     model = structured(chat_model(options), options.llm, answer_schema(len(hits)))
     parts = []
-    for chunk in model.stream(messages):
-        parts.append(chunk.content)
-        if on_token:
-            on_token(chunk.content)
+    with calling(options):
+        for chunk in model.stream(messages):
+            parts.append(chunk.content)
+            if on_token:
+                on_token(chunk.content)
     return parse_json("".join(parts))

@@ -124,6 +124,7 @@ class AnswerOptions:
     llm: str = _env("EARMARK_LLM", "llama-cpp")  # see llm.BACKENDS
     model: str = _env("EARMARK_LLM_MODEL", "")  # backend's model name; "" = the backend's default
     base_url: str = _env("EARMARK_LLM_BASE_URL", "")  # for openai-compatible and ollama
+    timeout: float = env_number("EARMARK_LLM_TIMEOUT", 120.0, float)  # seconds a model server may take per call
     k: int = 5  # passages shown to the model
     max_tokens: int = 200
     temperature: float = 0.0

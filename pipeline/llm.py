@@ -15,8 +15,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -25,7 +27,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from .config import AnswerOptions, TranscribeOptions
-from .errors import ConfigError, LLMError
+from .errors import ConfigError, EarmarkError, LLMError
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +102,10 @@ def _openai(options: AnswerOptions) -> BaseChatModel:
     except ImportError as e:
         raise ConfigError("the openai backend needs `pip install 'earmark[openai]'`") from e
     kwargs = {"base_url": options.base_url} if options.base_url else {}
+    # A local server needs no key, but the client insists on one; a real OPENAI_API_KEY wins.
+    key = {} if os.environ.get("OPENAI_API_KEY") else {"api_key": "none"}
     return ChatOpenAI(model=options.model or "gpt-4o-mini", temperature=options.temperature,
-                      max_tokens=options.max_tokens, **kwargs)
+                      max_tokens=options.max_tokens, timeout=options.timeout, max_retries=1, **key, **kwargs)
 
 
 def _ollama(options: AnswerOptions) -> BaseChatModel:
@@ -111,7 +115,7 @@ def _ollama(options: AnswerOptions) -> BaseChatModel:
         raise ConfigError("the ollama backend needs `pip install 'earmark[ollama]'`") from e
     kwargs = {"base_url": options.base_url} if options.base_url else {}
     return ChatOllama(model=options.model or "qwen2.5:0.5b", temperature=options.temperature,
-                      num_predict=options.max_tokens, **kwargs)
+                      num_predict=options.max_tokens, client_kwargs={"timeout": options.timeout}, **kwargs)
 
 
 BACKENDS: dict[str, Callable[[AnswerOptions], BaseChatModel]] = {
@@ -119,6 +123,27 @@ BACKENDS: dict[str, Callable[[AnswerOptions], BaseChatModel]] = {
     "openai": _openai,
     "ollama": _ollama,
 }
+
+
+@contextmanager
+def calling(options: AnswerOptions) -> Iterator[None]:
+    """Around a call of a model server (openai, ollama): whatever its client raises (connection refused,
+    a timeout, an HTTP error) becomes one LLMError line that names the server and what to do."""
+    try:
+        yield
+    except EarmarkError:
+        raise
+    except Exception as e:
+        if options.llm == "llama-cpp":  # in-process: a failure there is a bug, with its traceback
+            raise
+        name = type(e).__name__.lower()
+        what = ("did not answer within "
+                f"{options.timeout:g} s (EARMARK_LLM_TIMEOUT)" if "timeout" in name else
+                "is unreachable" if "connect" in name else f"failed ({type(e).__name__})")
+        where = options.base_url or "its default address"
+        detail = " ".join(str(e).split())[:160]
+        raise LLMError(f"the {options.llm} model server at {where} {what}: {detail}; start it, or point "
+                       "EARMARK_LLM_BASE_URL at one that runs") from e
 
 
 def chat_model(options: AnswerOptions) -> BaseChatModel:
@@ -132,9 +157,20 @@ def chat_model(options: AnswerOptions) -> BaseChatModel:
 _STRUCTURED: dict[str, Callable[[BaseChatModel, dict], Any]] = {
     "llama-cpp": lambda m, schema: m.bind(response_format={"type": "json_object", "schema": schema}),
     "ollama": lambda m, schema: m.bind(format=schema),
-    "openai": lambda m, schema: m.bind(response_format={
-        "type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}),
+    "openai": lambda m, schema: _openai_json(m, schema),
 }
+
+
+def _openai_json(model: BaseChatModel, schema: dict):
+    """OpenAI's own dialect (`json_schema`: OpenAI, vLLM, Ollama, llama.cpp's llama-server), falling back to
+    `json_object` with a `schema` for servers that know only that one (llama-cpp-python's llama_cpp.server
+    refuses the first, with a 500). Any HTTP error falls back; a server that is down or slow does not."""
+    import openai
+
+    return model.bind(response_format={
+        "type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+    ).with_fallbacks([model.bind(response_format={"type": "json_object", "schema": schema})],
+                     exceptions_to_handle=(openai.APIStatusError,))
 
 
 def structured(model: BaseChatModel, backend: str, schema: dict):
@@ -148,7 +184,8 @@ def reply_json(prompt: str, schema: dict, options: AnswerOptions | None = None, 
 
     options = options or AnswerOptions()
     messages = prompts.load(prompt).format_messages(**variables)
-    return parse_json(structured(chat_model(options), options.llm, schema).invoke(messages).content)
+    with calling(options):
+        return parse_json(structured(chat_model(options), options.llm, schema).invoke(messages).content)
 
 
 def parse_json(text: str) -> dict:

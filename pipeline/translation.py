@@ -43,11 +43,12 @@ class Translator:
         return [known.get(t.strip(), "") for t in texts]
 
     def _render(self, text: str) -> str:
-        from .llm import chat_model
+        from .llm import calling, chat_model
 
         if self._chat is None:
             self._chat = chat_model(self.options)
         messages = prompts.load("translate").format_messages(text=text)
-        english = str(self._chat.invoke(messages).content).strip()
+        with calling(self.options):
+            english = str(self._chat.invoke(messages).content).strip()
         log.info("rendered %r as %r", text[:60], english[:60])
         return english

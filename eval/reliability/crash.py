@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from earmark_eval.reliability.part import Context, Goal, Part, command
+from pipeline import speakers
 from earmark_eval.reliability.server import Server, child_env
 
 STAGES = ("decode+vad", "transcribe", "diarize", "embed", "store-chroma", "store-fts", "catalog", "audit")
@@ -280,8 +281,9 @@ def two_writers(ctx: Context, files: list[Path], clean: dict) -> dict:
     cut = max(1, len(files) // 2)
     for folder, part in zip(halves, (files[:cut + 1], files[cut:])):
         folder.mkdir(parents=True)
-        for f in part:
-            (folder / f.name).symlink_to(f.resolve())
+        for f in part:  # with its speaker-turns file: without it, the voices are found otherwise
+            for g in [f, *filter(None, [speakers.sidecar(f)])]:
+                (folder / g.name).symlink_to(g.resolve())
     lib = base / "library"
     procs = [subprocess.Popen([*ctx.earmark, "--library", str(lib), "ingest", str(f)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True) for f in halves]

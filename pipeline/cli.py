@@ -34,6 +34,7 @@ class Ctx:
     def __init__(self, library: Path, embed_model: str | None, quiet: bool):
         # None: the library's own embedder (the default for a new library)
         self.library_dir, self.embed_model, self.quiet = library, embed_model, quiet
+        self.hushed = False  # -q given: not even the one-line notes on stderr
 
     def open(self):
         from .embed import load as load_embedder
@@ -53,6 +54,29 @@ def filter_options(f):
     f = click.option("--rerank", type=click.Choice(["none", "llm", "cross-encoder"]), default=None,
                      help="Reorder the candidates with the LLM or a cross-encoder (env EARMARK_RERANK).")(f)
     return f
+
+
+# Filters a server's search and ask do not take: a command given one answers itself.
+LOCAL_FILTERS = ("language", "since", "until", "speaker", "rerank")
+
+
+def local_option(f):
+    return click.option("--local", is_flag=True, envvar="EARMARK_LOCAL",
+                        help="Answer in this command even when `earmark serve` runs for the library (env "
+                             "EARMARK_LOCAL=1); without it, a running server answers, with its models loaded.")(f)
+
+
+def _server(obj: Ctx, local: bool, **here) -> tuple[str, str | None] | None:
+    """A running `earmark serve` of this library to send the command to (remote.py), unless --local or
+    anything in ``here`` (a filter, an option) is set that only this command can apply."""
+    if local or any(here.values()):
+        return None
+    from .remote import find
+
+    server = find(obj.library_dir)
+    if server and not obj.hushed:
+        click.echo(f"(answered by earmark serve at {server[0]}; --local answers here)", err=True)
+    return server
 
 
 def _scope(**filters) -> dict:
@@ -83,7 +107,7 @@ def _shared(ctx: click.Context, param: click.Parameter, value) -> None:
     elif param.name == "embed_model":
         obj.embed_model = value
     elif param.name == "quiet":
-        obj.quiet = True
+        obj.quiet = obj.hushed = True
     elif param.name == "verbose":
         _logging(value)
 
@@ -134,6 +158,7 @@ def cli(ctx: click.Context, library: Path | None, embed_model: str | None, quiet
     if log.isEnabledFor(logging.DEBUG):  # reading /proc/self/maps is no work for every command
         log.debug("memory allocator: %s", allocator.describe())
     ctx.obj = Ctx(library or default_library(), embed_model, quiet or not sys.stderr.isatty())
+    ctx.obj.hushed = quiet
 
 
 def ingest_options(f):
@@ -252,25 +277,35 @@ def watch(obj: Ctx, folders: tuple[Path, ...], settle: float | None, **how) -> N
 @click.option("--exact", is_flag=True, help="Every occurrence of QUERY as a phrase, timed by its words.")
 @filter_options
 @click.option("--json", "as_json", is_flag=True, help='Print {"hits": [{"file","start","end","text","score"}]}.')
+@local_option
 @click.pass_obj
-def search(obj: Ctx, query: str, k: int, mode: str, exact: bool, as_json: bool, **filters) -> None:
+def search(obj: Ctx, query: str, k: int, mode: str, exact: bool, as_json: bool, local: bool, **filters) -> None:
     """Find the passages that best match QUERY (or, with --exact, every occurrence of it)."""
-    from .search import SearchOptions
-    from .search import exact as run_exact
-    from .search import search as run_search
+    server = _server(obj, local, **{f: filters[f] for f in LOCAL_FILTERS})
+    if server:
+        from . import remote
 
-    lib, embedder = obj.open()
-    options = SearchOptions(k=k, mode=mode, **_scope(**filters))
-    hits = run_exact(lib, query, options) if exact else run_search(lib, embedder, query, options)
+        hits = remote.search(server, query, k, mode, exact, filters["file_name"])
+    else:
+        from .search import SearchOptions
+        from .search import exact as run_exact
+        from .search import search as run_search
+
+        lib, embedder = obj.open()
+        options = SearchOptions(k=k, mode=mode, **_scope(**filters))
+        hits = [h.to_json() for h in (run_exact(lib, query, options) if exact else
+                                      run_search(lib, embedder, query, options))]
     if as_json:
-        return _emit_json({"hits": [h.to_json() for h in hits]})
-    if not hits:
+        return _emit_json({"hits": hits})
+    if not hits and not server:
         indexed = sum(r.status == "indexed" for r in lib.recordings())
         click.echo("nothing is indexed yet: `earmark ingest PATH` first" if not indexed else
                    f"no occurrence of {query!r} in {indexed} recording(s) (case and punctuation ignored)"
                    if exact else f"no hits in {indexed} recording(s)")
+    elif not hits:
+        click.echo("no hits")
     for h in hits:
-        click.echo(f"{h.score:.3f}  {h.file} @ {span(h.start, h.end)}  {h.text[:160]}")
+        click.echo(f"{h['score']:.3f}  {h['file']} @ {span(h['start'], h['end'])}  {h['text'][:160]}")
 
 
 @cli.command()
@@ -283,26 +318,38 @@ def search(obj: Ctx, query: str, k: int, mode: str, exact: bool, as_json: bool, 
               help='Print {"question","answer","found","citations":[{"n","file","start","end","text"}]}.')
 @click.option("--clips", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write a WAV clip + manifest of each cited span into this folder.")
+@local_option
 @click.pass_obj
-def ask(obj: Ctx, question: str, llm: str, llm_model: str, as_json: bool, clips: Path | None, **filters) -> None:
+def ask(obj: Ctx, question: str, llm: str, llm_model: str, as_json: bool, clips: Path | None, local: bool,
+        **filters) -> None:
     """Answer QUESTION from the recordings, citing file @ mm:ss–mm:ss."""
-    from .answer import ask as run_ask
-    from .search import SearchOptions
-
-    lib, embedder = obj.open()
     stream = None if as_json else _AnswerPrinter()
-    answer = run_ask(lib, embedder, question, replace(AnswerOptions(), llm=llm, model=llm_model),
-                     SearchOptions(**_scope(**filters)), on_token=stream.feed if stream else None)
-    if clips:
-        from .clips import clip_citations
+    # A server answers with its own model: one named here, or clips cut here, are answered here.
+    own_model = (llm, llm_model) != (AnswerOptions().llm, AnswerOptions().model)
+    server = _server(obj, local, clips=clips, model=own_model, **{f: filters[f] for f in LOCAL_FILTERS})
+    if server:
+        from . import remote
 
-        for p in clip_citations(lib, answer, clips):
-            click.echo(f"clip: {p} (+ .json manifest)", err=True)
+        answer = remote.ask(server, question, "hybrid", filters["file_name"],
+                            on_text=stream.show if stream else None)
+    else:
+        from .answer import ask as run_ask
+        from .search import SearchOptions
+
+        lib, embedder = obj.open()
+        found = run_ask(lib, embedder, question, replace(AnswerOptions(), llm=llm, model=llm_model),
+                        SearchOptions(**_scope(**filters)), on_token=stream.feed if stream else None)
+        if clips:
+            from .clips import clip_citations
+
+            for p in clip_citations(lib, found, clips):
+                click.echo(f"clip: {p} (+ .json manifest)", err=True)
+        answer = found.to_json()
     if as_json:
-        return _emit_json(answer.to_json())
-    stream.finish(answer)
-    for c in answer.citations:
-        click.echo(f"  [{c.n}] {c.file} @ {span(c.start, c.end)}  \"{c.text}\"")
+        return _emit_json(answer)
+    stream.finish(answer["answer"])
+    for c in answer["citations"]:
+        click.echo(f"  [{c['n']}] {c['file']} @ {span(c['start'], c['end'])}  \"{c['text']}\"")
 
 
 class _AnswerPrinter:
@@ -314,18 +361,22 @@ class _AnswerPrinter:
         self.field, self.shown = FieldStream("answer"), ""
 
     def feed(self, token: str) -> None:
-        new = self.field.feed(token)
-        if new:
-            click.echo(new, nl=False)
-            self.shown += new
+        """A piece of the model's JSON reply, as it is generated."""
+        self.show(self.field.feed(token))
 
-    def finish(self, answer) -> None:
-        if self.shown.strip() == answer.answer.strip():
+    def show(self, text: str) -> None:
+        """A piece of the answer's text (a server has taken it out of the JSON already)."""
+        if text:
+            click.echo(text, nl=False)
+            self.shown += text
+
+    def finish(self, checked: str) -> None:
+        if self.shown.strip() == checked.strip():
             click.echo()
             return
         if self.shown:
             click.echo("\n(withdrawn: the recordings do not bear this out)")
-        click.echo(answer.answer)
+        click.echo(checked)
 
 
 @cli.command()

@@ -60,6 +60,10 @@ class ChatLlamaCpp(BaseChatModel):
     def _llm_type(self) -> str:
         return "earmark-llama-cpp"
 
+    def load(self) -> None:
+        """Load the weights now (a server's warm-up) rather than at the first question."""
+        _llama(self.model_path, self.n_ctx, self.n_threads)
+
     def _request(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> dict:
         return {
             "messages": [{"role": _ROLES.get(m.type, "user"), "content": m.content} for m in messages],
@@ -123,6 +127,13 @@ BACKENDS: dict[str, Callable[[AnswerOptions], BaseChatModel]] = {
     "openai": _openai,
     "ollama": _ollama,
 }
+
+
+def warm(options: AnswerOptions) -> None:
+    """Load the answering model now, if it runs in this process (a model server is not ours to load)."""
+    model = chat_model(options)
+    if isinstance(model, ChatLlamaCpp):
+        model.load()
 
 
 @contextmanager

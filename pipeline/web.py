@@ -127,9 +127,14 @@ def create_app(library_dir: Path, embed_model: str | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from . import remote
+
         _resume_uploads(st)
         watcher = _start_watching(st)
+        remote.announce(st.library_dir, options.host, options.port, bool(options.token))  # for the CLI
+        _warm(st)
         yield
+        remote.withdraw(st.library_dir)
         st.shutdown()
         if watcher is not None:
             watcher.join(5)
@@ -259,10 +264,17 @@ def clip(st: State, rid: RecordingId, start: float = Query(..., ge=0), end: floa
                         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
 
 
+@router.get("/ping")
+def ping(st: State) -> dict:
+    """Which library this server serves (the CLI checks it before sending a search or an ask here)."""
+    return {"library": str(st.library_dir.resolve()), "version": _version()}
+
+
 @router.get("/search")
 def search(st: State, q: str = Query(..., min_length=1),
            mode: str = Query("hybrid", pattern="^(hybrid|dense|lexical)$"),
-           k: int = Query(10, ge=1, le=100), exact: bool = False) -> dict:
+           k: int = Query(10, ge=1, le=100), exact: bool = False,
+           file: str | None = Query(None, description="only recordings whose name matches this glob")) -> dict:
     """Passages best matching q (as `earmark search --json`), each with its recording id."""
     from .search import SearchOptions
     from .search import exact as run_exact
@@ -270,7 +282,7 @@ def search(st: State, q: str = Query(..., min_length=1),
 
     if not q.strip():
         raise HTTPException(422, "the query is empty")
-    options = SearchOptions(k=k, mode=mode)
+    options = SearchOptions(k=k, mode=mode, file=file)
     hits = st.reader.call(lambda lib, emb: run_exact(lib, q, options) if exact else run_search(lib, emb, q, options))
     return {"hits": [_hit_json(h) for h in hits]}
 
@@ -448,6 +460,21 @@ def _run_ingest(st: _State, lib, embedder, job: IngestJob) -> None:
         job.status = "failed" if count["failed"] else "done"
         job.message = f"{count['ingested']} ingested, {count['skipped']} skipped, {count['failed']} failed"
     finish_upload(job)
+
+
+def _warm(st: _State) -> None:
+    """Load, in the background, what the first search and the first ask would otherwise wait for: the
+    search embedder's first query, the judge and the answering model (measured in eval/cli_speed.py)."""
+    from .config import AnswerOptions, EmbedOptions
+    from .embed import load
+    from .llm import warm
+
+    def answerer(lib, emb) -> None:
+        load(EmbedOptions(model=AnswerOptions().support_model)).embed_query("warm")
+        warm(AnswerOptions())
+
+    st.reader.submit(lambda lib, emb: emb.embed_query("warm"))
+    st.answerer.submit(answerer)
 
 
 def _start_watching(st: _State) -> threading.Thread | None:

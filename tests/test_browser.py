@@ -37,11 +37,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _serving(app):
-    """The app under uvicorn on a free loopback port, in a thread; yields its base URL."""
+def _serving(app, port: int | None = None):
+    """The app under uvicorn on a loopback port (default: a free one), in a thread; yields its base URL."""
     import uvicorn
 
-    port = _free_port()
+    port = port or _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

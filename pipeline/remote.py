@@ -13,6 +13,7 @@ Only the standard library is imported here (urllib): the point is not to pay for
 from __future__ import annotations
 
 import json
+import logging
 import os
 import urllib.error
 import urllib.parse
@@ -21,6 +22,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import EarmarkError
+
+log = logging.getLogger(__name__)
 
 NOTE = "serve.json"
 PING_SECONDS = 1.0  # a server that does not answer its ping this fast is not used
@@ -40,7 +43,10 @@ def announce(library: Path, host: str, port: int, token: bool) -> None:
 
     address = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     url = f"http://{'[' + address + ']' if ':' in address else address}:{port}"
-    write_atomic(note_path(library), json.dumps({"url": url, "pid": os.getpid(), "token": token}).encode())
+    try:
+        write_atomic(note_path(library), json.dumps({"url": url, "pid": os.getpid(), "token": token}).encode())
+    except OSError as e:  # a read-only library still serves; the CLI just answers on its own
+        log.warning("could not leave %s for the CLI (%s): `earmark ask` will not use this server", NOTE, e)
 
 
 def withdraw(library: Path) -> None:

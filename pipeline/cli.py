@@ -147,12 +147,17 @@ def _add_shared(cmd: click.Command) -> None:
 @click.option("--embed-model", envvar="EARMARK_EMBED_MODEL", default=None,
               help=f"Search embedding model (env EARMARK_EMBED_MODEL). Default: the one the library was built "
                    f"with; for a new library {EmbedOptions().model}.")
+@click.option("--chroma-url", default=None, help="Keep passage vectors on this Chroma server, http://HOST:PORT "
+              "(env EARMARK_CHROMA_URL; default: embedded in the library).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @click.version_option(package_name="earmark")
 @click.pass_context
-def cli(ctx: click.Context, library: Path | None, embed_model: str | None, quiet: bool, verbose: int) -> None:
+def cli(ctx: click.Context, library: Path | None, embed_model: str | None, chroma_url: str | None, quiet: bool,
+        verbose: int) -> None:
     """Ask questions of your recordings and get answers that cite the exact second."""
+    if chroma_url is not None:  # the edge sets it for every library this process opens (server workers too)
+        os.environ["EARMARK_CHROMA_URL"] = chroma_url
     _logging(verbose)
     log = logging.getLogger(__name__)
     if log.isEnabledFor(logging.DEBUG):  # reading /proc/self/maps is no work for every command
@@ -426,13 +431,17 @@ def status(obj: Ctx, as_json: bool) -> None:
 @cli.command()
 @click.pass_obj
 def reindex(obj: Ctx) -> None:
-    """Rebuild the passage index from the stored transcripts (e.g. after changing chunking)."""
+    """Rebuild the passage index from the stored transcripts (e.g. after changing chunking), where
+    EARMARK_CHROMA_URL (or --chroma-url) says: that moves a library to a Chroma server, or back."""
     from .config import ChunkOptions
     from .ingest import index_transcript
 
     lib, embedder = obj.open()
     failed = 0
     with lib.writing():  # one writer at a time (lock.py)
+        if lib.index_elsewhere():  # e.g. EARMARK_CHROMA_URL newly set: the library moves there
+            lib.move_index()
+            click.echo(f"building the passage vectors in {lib.vector_store}", err=True)
         for r in lib.recordings():
             try:
                 n = index_transcript(lib, embedder, lib.transcript(r.sha256), ChunkOptions())

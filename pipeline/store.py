@@ -106,8 +106,10 @@ class Library:
     With no embedder named, a library keeps the one it was built with (a new one takes the default).
     """
 
-    def __init__(self, root: Path, embed_model: str | None = None):
+    def __init__(self, root: Path, embed_model: str | None = None, chroma_url: str | None = None):
         self.root = Path(root).expanduser()
+        # Passage vectors on a Chroma server (vectors.py), else embedded in LIBRARY/chroma.
+        self.chroma_url = (os.environ.get("EARMARK_CHROMA_URL", "") if chroma_url is None else chroma_url).strip() or None
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             (self.root / "transcripts").mkdir(exist_ok=True)
@@ -192,12 +194,50 @@ class Library:
 
     @property
     def index(self):
-        """The passage index (opened on first use: Chroma is slow to import)."""
+        """The passage index (opened on first use: Chroma is slow to import), where the library keeps it:
+        embedded, or on the Chroma server it was built on (vectors.py). Opening it elsewhere is refused,
+        since its vectors are not there: `earmark reindex` builds them there (`move_index`)."""
         if self._index is None:
-            from .vectors import PassageIndex
-
-            self._index = PassageIndex(self.root / "chroma", self.embed_model)
+            kept = self._meta("vector_store")
+            if kept is None:  # a new library takes the place it is opened with; an older one had only one
+                kept = "embedded" if (self.root / "chroma").exists() else self.vector_store
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('vector_store', ?)", (kept,))
+            if kept != self.vector_store:
+                raise LibraryError(
+                    f"library {self.root} keeps its passage vectors {_place(kept)}, not {_place(self.vector_store)}: "
+                    "run `earmark reindex` to build them there from the transcripts, or "
+                    + ("unset EARMARK_CHROMA_URL" if kept == "embedded" else f"set EARMARK_CHROMA_URL={kept}"))
+            self._index = self._open_index()
         return self._index
+
+    @property
+    def vector_store(self) -> str:
+        """Where this handle keeps passage vectors: "embedded", or the Chroma server's URL."""
+        return self.chroma_url or "embedded"
+
+    def _open_index(self):
+        from .vectors import COLLECTION, PassageIndex
+
+        if not self.chroma_url:
+            return PassageIndex(self.root / "chroma", self.embed_model)
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('library_id', ?)", (os.urandom(8).hex(),))
+        return PassageIndex(self.root / "chroma", self.embed_model, self.chroma_url, f"earmark-{self._meta('library_id')}")
+
+    def index_elsewhere(self) -> bool:
+        """True if the library's vectors are kept somewhere other than where this handle keeps them."""
+        return self._meta("vector_store") not in (None, self.vector_store)
+
+    def move_index(self):
+        """The passage index where this handle keeps vectors, emptied, and recorded as the library's
+        (reindex, with the writer lock held, then fills it from the transcripts)."""
+        self._index = self._open_index()
+        self._index.clear()
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('vector_store', ?)", (self.vector_store,))
+        return self._index
+
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row["value"] if row else None
 
     def replace_passages(self, file_hash: str, passages: list[Passage], vectors, name: str = "") -> None:
         """Make both indexes (vectors and lexical) hold exactly these passages for one recording.
@@ -314,6 +354,10 @@ class Library:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _place(store: str) -> str:
+    return "embedded in the library" if store == "embedded" else f"on the Chroma server at {store}"
 
 
 def _unusable(root: Path, e: Exception) -> str:

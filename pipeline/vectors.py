@@ -4,16 +4,24 @@ Chroma's default embedding function downloads a model at run time, which fails o
 collection has none: earmark always passes vectors it computed itself (embed.py). The collection
 records the embedder's name; a library opened with another embedder is refused in store.Library.
 Everything here can be rebuilt from the transcripts.
+
+Where the collection lives: embedded (chromadb.PersistentClient in LIBRARY/chroma, the default), or on
+a Chroma server (`EARMARK_CHROMA_URL=http://host:port`, chromadb.HttpClient), where each library has a
+collection of its own (`earmark-<library id>`), so one server can hold many libraries. A server that is
+down, or goes away, is one LibraryError line.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 
 from . import trace
+from .errors import ConfigError, LibraryError
 from .records import Hit, Passage
 
 log = logging.getLogger(__name__)
@@ -21,34 +29,77 @@ log = logging.getLogger(__name__)
 COLLECTION = "passages"
 
 
+def _client(path: Path, url: str | None):
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    if not url:
+        return chromadb.PersistentClient(path=str(path), settings=settings)
+    where = urlparse(url)
+    if where.scheme not in ("http", "https") or not where.hostname:
+        raise ConfigError(f"EARMARK_CHROMA_URL={url!r} is not an address: give http://HOST:PORT")
+    with reaching(url):
+        return chromadb.HttpClient(host=where.hostname, port=where.port or (443 if where.scheme == "https" else 8000),
+                                   ssl=where.scheme == "https", settings=settings)
+
+
+@contextmanager
+def reaching(url: str | None):
+    """Around a call of a Chroma server: a connection that fails becomes one line naming the server."""
+    try:
+        yield
+    except (ConfigError, LibraryError):
+        raise
+    except Exception as e:
+        if not url:
+            raise
+        detail = " ".join(str(e).split())[:160]
+        raise LibraryError(f"the Chroma server at {url} did not answer ({type(e).__name__}: {detail}): start it "
+                           "(`chroma run --path DIR --port PORT`) or unset EARMARK_CHROMA_URL") from e
+
+
 class PassageIndex:
-    """Passages and their vectors in a persistent Chroma collection."""
+    """Passages and their vectors in a Chroma collection, embedded (``url`` None) or on a server."""
 
-    def __init__(self, path: Path, embed_model: str):
-        import chromadb
-        from chromadb.config import Settings
+    def __init__(self, path: Path, embed_model: str, url: str | None = None, name: str = COLLECTION):
+        self.url, self.name, self.embed_model = url or None, name, embed_model
+        self.client = _client(path, self.url)
+        with reaching(self.url):
+            self.collection = self._collection()
 
-        self.client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
-        self.collection = self.client.get_or_create_collection(
-            COLLECTION, embedding_function=None,
-            metadata={"hnsw:space": "cosine", "embed_model": embed_model})
+    def _collection(self):
+        return self.client.get_or_create_collection(
+            self.name, embedding_function=None, metadata={"hnsw:space": "cosine", "embed_model": self.embed_model})
+
+    def clear(self) -> None:
+        """Empty the collection (before a library's vectors are rebuilt in it from the transcripts)."""
+        with reaching(self.url):
+            try:
+                self.client.delete_collection(self.name)
+            except Exception:  # noqa: BLE001 - there was none: nothing to empty
+                log.debug("no collection %s to delete", self.name)
+            self.collection = self._collection()
 
     def replace_file(self, file_hash: str, passages: list[Passage], vectors: np.ndarray, name: str = "") -> None:
         """Make the index hold exactly these passages for one recording (idempotent: ids are
         `<hash>:<n>`, and whatever an interrupted earlier call left for this recording is deleted first)."""
-        self.collection.delete(where={"file_hash": file_hash})
-        trace.point("store-chroma", name or file_hash)  # between the delete and the upsert
-        if not passages:
-            return
-        self.collection.upsert(
-            ids=[p.id for p in passages], embeddings=vectors, documents=[p.text for p in passages],
-            metadatas=[_metadata(p) for p in passages])
+        with reaching(self.url):
+            self.collection.delete(where={"file_hash": file_hash})
+            trace.point("store-chroma", name or file_hash)  # between the delete and the upsert
+            if not passages:
+                return
+            self.collection.upsert(
+                ids=[p.id for p in passages], embeddings=vectors, documents=[p.text for p in passages],
+                metadatas=[_metadata(p) for p in passages])
 
     def delete_file(self, file_hash: str) -> None:
-        self.collection.delete(where={"file_hash": file_hash})
+        with reaching(self.url):
+            self.collection.delete(where={"file_hash": file_hash})
 
     def count(self) -> int:
-        return self.collection.count()
+        with reaching(self.url):
+            return self.collection.count()
 
     def query(self, vector: np.ndarray, k: int, where: dict | None = None,
               where_document: dict | None = None) -> list[Hit]:
@@ -56,8 +107,9 @@ class PassageIndex:
         n = min(k, self.count())
         if n == 0:
             return []
-        r = self.collection.query(query_embeddings=vector.reshape(1, -1), n_results=n, where=where,
-                                  where_document=where_document, include=["documents", "metadatas", "distances"])
+        with reaching(self.url):
+            r = self.collection.query(query_embeddings=vector.reshape(1, -1), n_results=n, where=where,
+                                      where_document=where_document, include=["documents", "metadatas", "distances"])
         return [
             Hit(passage_id=pid, file_hash=m["file_hash"], file=m["file"], start=m["start"], end=m["end"],
                 text=doc, score=1.0 - dist, translated=bool(m.get("translated", False)))

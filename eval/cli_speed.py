@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from earmark_eval import metrics
+from earmark_eval.reliability.server import free_port
 from earmark_eval.references import REAL_DIR
 
 EVAL_DIR = Path(__file__).resolve().parent
@@ -75,11 +75,6 @@ def _wall(args: list[str], env: dict | None = None) -> tuple[float, subprocess.C
         raise RuntimeError(f"earmark {' '.join(args)}: {run.stderr.strip()[-500:]}")
     return time.perf_counter() - t, run
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _first_token(url: str, question: str) -> tuple[float | None, float, dict]:
@@ -135,7 +130,7 @@ def measure(lib: Path, audio: Path, n: int, repeats: int, progress=print) -> dic
     library.close()
 
     progress("with earmark serve running")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([EARMARK, "--library", str(lib), "serve", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -14,6 +13,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+
+from earmark_eval.reliability.server import free_port
 
 from .media import SPEECH_AT, video
 
@@ -30,18 +31,13 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--autoplay-policy=no-user-gesture-required"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @contextmanager
 def _serving(app, port: int | None = None):
     """The app under uvicorn on a loopback port (default: a free one), in a thread; yields its base URL."""
     import uvicorn
 
-    port = port or _free_port()
+    port = port or free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

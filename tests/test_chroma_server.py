@@ -5,7 +5,6 @@ back; a server that is down. Nothing is mocked."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from earmark_eval.reliability.server import free_port
+
 from .conftest import SAMPLES
 
 JFK = SAMPLES / "jfk-inaugural-1961-excerpt.flac"
@@ -21,17 +22,12 @@ OTHER = SAMPLES / "librispeech-1995-1837-0001.wav"
 CHROMA = Path(sys.executable).with_name("chroma")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory):
     if not CHROMA.exists():
         pytest.skip(f"{CHROMA} is absent (it comes with the chromadb package)")
-    port, data = _free_port(), tmp_path_factory.mktemp("chroma-server")
+    port, data = free_port(), tmp_path_factory.mktemp("chroma-server")
     log = data / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([str(CHROMA), "run", "--path", str(data / "db"), "--host", "127.0.0.1",
@@ -123,7 +119,7 @@ def test_a_library_moves_to_the_server_and_back_by_reindex(chroma_server, tmp_pa
 
 
 def test_a_chroma_server_that_is_down_is_one_line(tmp_path, run_cli, monkeypatch):
-    down = f"http://127.0.0.1:{_free_port()}"
+    down = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("EARMARK_LIBRARY", str(tmp_path / "library"))
     monkeypatch.setenv("EARMARK_CHROMA_URL", "")  # the flag sets it for the process; undone after the test
     code, out, err = run_cli("--chroma-url", down, "ingest", JFK, "--no-diarize")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ import urllib.request
 from dataclasses import replace
 
 import pytest
+
+from earmark_eval.reliability.server import free_port
 
 from pipeline.answer import ask
 from pipeline.config import AnswerOptions
@@ -24,11 +25,6 @@ from .conftest import ROOT
 QUESTION = "What did Kennedy ask Americans to do?"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -37,7 +33,7 @@ def server(tmp_path_factory):
     pytest.importorskip("langchain_openai", reason="langchain-openai is not installed")
     from pipeline.models import llm_gguf
 
-    port, log = _free_port(), tmp_path_factory.mktemp("llm-server") / "server.log"
+    port, log = free_port(), tmp_path_factory.mktemp("llm-server") / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(llm_gguf()),
                                  "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
@@ -89,7 +85,7 @@ def test_the_cli_asks_the_server_and_prints_the_checked_answer(server, sample_li
 
 
 def test_a_server_that_is_down_is_one_line_naming_it(sample_library):
-    down = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    down = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     env = {**os.environ, "EARMARK_LLM": "openai", "EARMARK_LLM_BASE_URL": down, "EARMARK_LLM_MODEL": "local",
            "EARMARK_LIBRARY": str(sample_library.root)}
     run = subprocess.run([sys.executable, "-m", "pipeline", "ask", QUESTION], cwd=ROOT, env=env,

@@ -14,7 +14,9 @@ import pytest
 from pipeline import remote
 
 from .conftest import ROOT
-from .test_browser import _free_port, _serving
+from earmark_eval.reliability.server import free_port
+
+from .test_browser import _serving
 
 QUERY = "what you can do for your country"
 
@@ -24,7 +26,7 @@ def served(sample_library, embedder):
     from pipeline.config import ServeOptions
     from pipeline.web import create_app
 
-    port = _free_port()
+    port = free_port()
     app = create_app(sample_library.root, embedder.name, replace(ServeOptions(), port=port))
     with _serving(app, port) as url:
         yield url

@@ -166,6 +166,8 @@ def measure(lib: Path, audio: Path, n: int, repeats: int, progress=print) -> dic
         "server": sum(metrics.answer_correct(q, there[q["id"]]) for q in asked) / len(asked),
         "one process": sum(metrics.answer_correct(q, here[q["id"]]) for q in asked) / len(asked),
         "same answer": sum(there[q["id"]]["answer"] == here[q["id"]]["answer"] for q in asked)}
+    report["answers"] = {q["id"]: {"question": q["question"], "server": there[q["id"]]["answer"],
+                                   "one process": here[q["id"]]["answer"]} for q in asked}
     report["load_after"] = os.getloadavg()
     median = lambda xs: metrics.percentile(xs, 50)  # noqa: E731
     report["figures"] = {

@@ -73,9 +73,10 @@ class ChatLlamaCpp(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        llama = _llama(self.model_path, self.n_ctx, self.n_threads)
         with _GENERATING:
-            out = _llama(self.model_path, self.n_ctx, self.n_threads).create_chat_completion(
-                **self._request(messages, stop, **kwargs))
+            llama.reset()  # see _stream
+            out = llama.create_chat_completion(**self._request(messages, stop, **kwargs))
         text = out["choices"][0]["message"]["content"] or ""
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
@@ -83,6 +84,11 @@ class ChatLlamaCpp(BaseChatModel):
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         llama = _llama(self.model_path, self.n_ctx, self.n_threads)
         with _GENERATING:
+            # Every prompt is read from its first token. llama-cpp-python otherwise reuses the part a
+            # prompt shares with the one before, which moves where its batches start, hence its
+            # arithmetic: the same question got another answer after other questions (1 of 20 in
+            # eval/cli_speed.py). An answer must not depend on what was asked before it.
+            llama.reset()
             for part in llama.create_chat_completion(stream=True, **self._request(messages, stop, **kwargs)):
                 delta = part["choices"][0]["delta"].get("content") or ""
                 if delta:

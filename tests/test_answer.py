@@ -280,8 +280,8 @@ def test_an_injected_instruction_in_a_recording_changes_no_other_answer(tmp_path
     before = [ask(lib, embedder, q).to_json() for q in questions]
     assert not ingest(lib, embedder, [evil]).failed and lib.index.count() >= 3
     after = [ask(lib, embedder, q).to_json() for q in questions]
-    # The same findings and citations: the model's wording ("Ask ... country." / "ask ... country") also
-    # moves with the prompts asked before it (llama.cpp reuses a shared prompt prefix), not with the injection.
+    # The same findings and citations; the wording is not compared: retrieval now finds the new
+    # recording too, so the passages beside the cited one in the prompt may differ.
     assert [(a["found"], a["citations"]) for a in after] == [(b["found"], b["citations"]) for b in before]
     assert all(c["file"] != "voicemail.wav" for a in after for c in a["citations"])
     assert "cars" not in after[0]["answer"].lower()
@@ -426,12 +426,11 @@ def test_ask_what_a_speaker_named_by_order_said(sample_library, embedder, who, p
     assert a.citations[0].file == CALL and {s.speaker for s in cited} == {name}
 
 
-# The New Jersey case turns on llama.cpp's reused prompt prefix: in the whole suite (after other
-# questions) and with the prefix cleared before each prompt the model names Sheila, alone it names
-# Diane (stop 26's note). Kept visible as a known miss until the answer does not depend on what was
-# asked before.
+# The New Jersey case: every prompt is now read from its start (llm.py), and so read the model names
+# Sheila, not Diane, as the speaker who said so (before, it named Diane only when nothing had been asked
+# before it). Kept visible as a known miss of the model's reading.
 @pytest.mark.parametrize("deed, who", [("said she was in Texas", "Sheila"), pytest.param(
-    "said she is in New Jersey", "Diane", marks=pytest.mark.xfail(reason="depends on the model's earlier prompts",
+    "said she is in New Jersey", "Diane", marks=pytest.mark.xfail(reason="the model names the other speaker",
                                                                   strict=False))])
 def test_a_speaker_named_by_what_they_said_is_found_on_the_call(sample_library, embedder, deed, who):
     """"The caller who said she was in Texas" is whoever says so: search finds that moment, and then
@@ -642,3 +641,14 @@ def test_cli_ask_withdraws_a_streamed_answer_and_prints_the_checked_one(run_cli,
     assert code == 0 and lines[0] == "He left to escape the war."  # as streamed
     assert lines[1].startswith("(withdrawn") and lines[2] == "the circumstances which led me to leave my native country"
     assert f"{NARRATOR} @ 00:" in lines[3]
+
+
+def test_an_answer_does_not_depend_on_what_was_asked_before(sample_library, embedder):
+    """The same question, asked first and then after questions whose prompts share its passages, gets
+    the same answer word for word (each prompt is read from its start, llm.py)."""
+    q = "What should his fellow Americans ask instead, according to Kennedy?"
+    first = ask(sample_library, embedder, q).to_json()
+    for other in ("What did Kennedy ask Americans to do?", "What did Kennedy urge Americans to stop asking?",
+                  "What did the speaker say about the country?"):
+        ask(sample_library, embedder, other)
+    assert ask(sample_library, embedder, q).to_json() == first

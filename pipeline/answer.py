@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -346,8 +347,12 @@ def _generate(question: str, hits: list[Hit], options: AnswerOptions,
     messages = prompts.load("answer").format_messages(passages=format_passages(hits), question=question)
     model = structured(chat_model(options), options.llm, answer_schema(len(hits)))
     parts = []
+    # A model server's client times out only between two pieces; EARMARK_LLM_TIMEOUT bounds the answer.
+    deadline = time.monotonic() + options.timeout
     with calling(options):
         for chunk in model.stream(messages):
+            if options.llm != "llama-cpp" and time.monotonic() > deadline:
+                raise TimeoutError(f"still writing after {options.timeout:g} s")
             parts.append(chunk.content)
             if on_token:
                 on_token(chunk.content)

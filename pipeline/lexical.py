@@ -38,6 +38,10 @@ def migrate(db: sqlite3.Connection) -> None:
         return
     db.execute("BEGIN IMMEDIATE")
     try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'lexical_tokens'").fetchone()
+        if row is not None and row[0] == TOKENS:  # another process rebuilt it while this one waited
+            db.execute("COMMIT")
+            return
         rows = db.execute(f"SELECT {', '.join(COLUMNS[1:])} FROM passages_fts").fetchall()
         db.execute("DROP TABLE passages_fts")
         db.execute(SCHEMA)

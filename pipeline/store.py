@@ -183,9 +183,9 @@ class Library:
             if row is not None:
                 return row["value"]
             name = EmbedOptions().model
-        if row is None:
-            self.db.execute("INSERT INTO meta VALUES ('embed_model', ?)", (name,))
-            return name
+        if row is None:  # a new library; another process opening it this moment may name it first
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('embed_model', ?)", (name,))
+            row = self.db.execute("SELECT value FROM meta WHERE key='embed_model'").fetchone()
         if row["value"] != name:
             raise LibraryError(
                 f"library {self.root} was indexed with embedder {row['value']!r}, not {name!r}: "

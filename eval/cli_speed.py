@@ -78,19 +78,14 @@ def _wall(args: list[str], env: dict | None = None) -> tuple[float, subprocess.C
 
 
 def _first_token(url: str, question: str) -> tuple[float | None, float, dict]:
-    """Seconds to the first streamed token and to the answer, of POST /api/ask."""
-    body = json.dumps({"question": question}).encode()
+    """Seconds to the first streamed token and to the answer, of POST /api/ask (as the CLI reads it)."""
+    from pipeline import remote
+
     t = time.perf_counter()
-    first = None
-    req = urllib.request.Request(f"{url}/api/ask", data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=600) as r:
-        for line in r:
-            event = json.loads(line)
-            if event["event"] == "token" and first is None:
-                first = time.perf_counter() - t
-            elif event["event"] in ("answer", "error"):
-                return first, time.perf_counter() - t, event
-    raise RuntimeError("the answer stream ended early")
+    first: list[float] = []
+    answer = remote.ask((url, None), question, "hybrid", None,
+                        on_text=lambda _: first or first.append(time.perf_counter() - t))
+    return (first[0] if first else None), time.perf_counter() - t, answer
 
 
 def _library(lib: Path, audio: Path, progress) -> Path:

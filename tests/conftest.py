@@ -5,8 +5,12 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -110,3 +114,25 @@ def clips_dir(tmp_path) -> Path:
     for name in ("librispeech-1272-128104-0000.wav", "jfk-inaugural-1961-excerpt.flac"):
         shutil.copy(SAMPLES / name, d / name)
     return d
+
+
+@contextmanager
+def server_process(command: list[str], ready_url: str, log: Path, seconds: float = 120):
+    """A real server (llama_cpp.server, chroma run) started for tests: yields once ``ready_url`` answers
+    200, with its output in ``log``; a server that exits or never answers fails with the log's end."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            try:
+                urllib.request.urlopen(ready_url, timeout=5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, f"{command[0]} did not start: " + log.read_text()[-2000:]
+                time.sleep(0.3)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(30)

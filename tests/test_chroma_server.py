@@ -5,17 +5,14 @@ back; a server that is down. Nothing is mocked."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from earmark_eval.reliability.server import free_port
 
-from .conftest import SAMPLES
+from .conftest import SAMPLES, server_process
 
 JFK = SAMPLES / "jfk-inaugural-1961-excerpt.flac"
 OTHER = SAMPLES / "librispeech-1995-1837-0001.wav"
@@ -28,25 +25,10 @@ def chroma_server(tmp_path_factory):
     if not CHROMA.exists():
         pytest.skip(f"{CHROMA} is absent (it comes with the chromadb package)")
     port, data = free_port(), tmp_path_factory.mktemp("chroma-server")
-    log = data / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(CHROMA), "run", "--path", str(data / "db"), "--host", "127.0.0.1",
-                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            try:
-                urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "chroma run did not start: " + log.read_text()[-2000:]
-                time.sleep(0.3)
+    with server_process([str(CHROMA), "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
+                        f"{url}/api/v2/heartbeat", data / "server.log", seconds=60):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def _server_count(url: str, library: Path) -> int:

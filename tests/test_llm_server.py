@@ -20,7 +20,7 @@ from pipeline.answer import ask
 from pipeline.config import AnswerOptions
 from pipeline.errors import LLMError
 
-from .conftest import ROOT
+from .conftest import ROOT, server_process
 
 QUESTION = "What did Kennedy ask Americans to do?"
 
@@ -34,26 +34,13 @@ def server(tmp_path_factory):
     from pipeline.models import llm_gguf
 
     port, log = free_port(), tmp_path_factory.mktemp("llm-server") / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(llm_gguf()),
-                                 "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
-                                 "--n_threads", "2", "--model_alias", "local"], stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(f"{url}/models", timeout=5) as r:
-                    assert json.load(r)["data"][0]["id"] == "local"
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "llama_cpp.server did not start: " + log.read_text()[-2000:]
-                time.sleep(0.5)
+    with server_process([sys.executable, "-m", "llama_cpp.server", "--model", str(llm_gguf()), "--host", "127.0.0.1",
+                         "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--model_alias", "local"],
+                        f"{url}/models", log, seconds=180):
+        with urllib.request.urlopen(f"{url}/models", timeout=5) as r:
+            assert json.load(r)["data"][0]["id"] == "local"
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def _options(url: str, **kw) -> AnswerOptions:

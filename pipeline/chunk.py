@@ -15,8 +15,10 @@ from .records import SENTENCE_END, Passage, Segment, Transcript, during
 
 def passages(transcript: Transcript, options: ChunkOptions = ChunkOptions()) -> list[Passage]:
     """Passages over a transcript's indexable segments, then over its English renderings, if any."""
-    spoken = [_passage(transcript, str(i), g) for i, g in enumerate(_groups(transcript.segments, options))]
-    english = [replace(_passage(transcript, f"t{i}", g), translated=True, language=_spoken_language(transcript, g))
+    voices = len({s.speaker for s in transcript.segments if s.speaker})
+    spoken = [_passage(transcript, str(i), g, voices) for i, g in enumerate(_groups(transcript.segments, options))]
+    english = [replace(_passage(transcript, f"t{i}", g, voices), translated=True,
+                       language=_spoken_language(transcript, g))
                for i, g in enumerate(_groups(transcript.translations, options))]
     return spoken + english
 
@@ -65,13 +67,13 @@ def _must_break(group: list[Segment], nxt: Segment, options: ChunkOptions) -> bo
     return too_long or long_gap
 
 
-def _passage(transcript: Transcript, index: str, group: list[Segment]) -> Passage:
-    voices = {s.speaker for s in transcript.segments if s.speaker}
+def _passage(transcript: Transcript, index: str, group: list[Segment], voices: int) -> Passage:
+    """A passage of the group's segments; their speakers are shown where the recording has several voices."""
     langs = [s.language for s in group]
     return Passage(
         id=f"{transcript.file_hash[:16]}:{index}", file_hash=transcript.file_hash,
         file_name=transcript.file_name, start=group[0].start, end=group[-1].end,
-        text=passage_text(group, show_speakers=len(voices) > 1), segment_ids=tuple(s.id for s in group),
+        text=passage_text(group, show_speakers=voices > 1), segment_ids=tuple(s.id for s in group),
         language=max(set(langs), key=langs.count))
 
 

@@ -17,22 +17,31 @@ import sqlite3
 from .records import Hit, Passage
 from .text import STOPWORDS, lone_letter, runs, words
 
-COLUMNS = ("tokens", "text", "passage_id", "file_hash", "file", "start", "end", "language")
+COLUMNS = ("passage_id", "file_hash", "file", "start", "end", "language", "text", "tokens")
+# Passages in a table of their own, indexed by recording, and FTS5 over their tokens with that table as
+# its content (an "external content" index: the text is stored once). Replacing or deleting one
+# recording's passages finds their rows by the file_hash index, where an FTS5 column can only be
+# scanned: in a library of a million passages that scan cost more than the rest of an ingest.
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS passages (
+    rowid INTEGER PRIMARY KEY, passage_id TEXT NOT NULL, file_hash TEXT NOT NULL, file TEXT NOT NULL,
+    start REAL NOT NULL, end REAL NOT NULL, language TEXT, text TEXT NOT NULL, tokens TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS passages_file_hash ON passages(file_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(
-    tokens, text UNINDEXED, passage_id UNINDEXED, file_hash UNINDEXED, file UNINDEXED, start UNINDEXED,
-    end UNINDEXED, language UNINDEXED, tokenize = 'unicode61 remove_diacritics 2');
+    tokens, content = 'passages', content_rowid = 'rowid', tokenize = 'unicode61 remove_diacritics 2');
 """
 
 
-# How text.words cuts tokens; an index cut another way (or over the raw text, before there was a
-# tokens column) is rebuilt when its library is opened. 2: Chinese and Japanese cut into words, simplified.
-TOKENS = "2"
+# How text.words cuts tokens and how the index is laid out; an index made otherwise (cut another way,
+# over the raw text before there was a tokens column, or inside FTS5 before the passages table) is
+# rebuilt when its library is opened. 2: Chinese and Japanese cut into words, simplified. 3: the
+# passages table.
+TOKENS = "3"
 
 
 def migrate(db: sqlite3.Connection) -> None:
-    """Rebuild a lexical index whose tokens were cut otherwise (TOKENS), in one transaction: its rows
-    are kept, and their tokens cut as this version cuts them. Needs the catalog's meta table."""
+    """Rebuild a lexical index made otherwise (TOKENS), in one transaction: its passages are kept,
+    and their tokens cut as this version cuts them. Needs the catalog's meta table."""
     row = db.execute("SELECT value FROM meta WHERE key = 'lexical_tokens'").fetchone()
     if row is not None and row[0] == TOKENS:
         return
@@ -42,15 +51,28 @@ def migrate(db: sqlite3.Connection) -> None:
         if row is not None and row[0] == TOKENS:  # another process rebuilt it while this one waited
             db.execute("COMMIT")
             return
-        rows = db.execute(f"SELECT {', '.join(COLUMNS[1:])} FROM passages_fts").fetchall()
-        db.execute("DROP TABLE passages_fts")
-        db.execute(SCHEMA)
-        _insert(db, [tuple(r) for r in rows])
+        rows = _kept_rows(db)
+        db.execute("DROP TABLE IF EXISTS passages_fts")
+        db.execute("DROP TABLE IF EXISTS passages")
+        for statement in filter(str.strip, SCHEMA.split(";")):
+            db.execute(statement)
+        _insert(db, rows)
+        db.execute("INSERT INTO passages_fts (passages_fts) VALUES ('rebuild')")
         db.execute("INSERT OR REPLACE INTO meta VALUES ('lexical_tokens', ?)", (TOKENS,))
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _kept_rows(db: sqlite3.Connection) -> list[tuple]:
+    """(passage_id, file_hash, file, start, end, language, text) of every indexed passage: from the
+    passages table, or from an index that kept them inside FTS5 (before TOKENS 3)."""
+    made = db.execute("SELECT sql FROM sqlite_master WHERE name = 'passages_fts'").fetchone()
+    inside = made is not None and "content" not in made[0]
+    table = "passages_fts" if inside else "passages"
+    return [tuple(r) for r in db.execute(
+        f"SELECT passage_id, file_hash, file, start, end, language, text FROM {table}").fetchall()]
 
 
 def tokens(text: str) -> list[str]:
@@ -93,14 +115,35 @@ def content_count(tokens: list[str]) -> int:
 
 def replace_file(db: sqlite3.Connection, file_hash: str, passages: list[Passage]) -> None:
     """Make the lexical index hold exactly these passages for one recording (call inside a transaction)."""
-    db.execute("DELETE FROM passages_fts WHERE file_hash = ?", (file_hash,))
-    _insert(db, [(p.text, p.id, p.file_hash, p.file_name, p.start, p.end, p.language) for p in passages])
+    # An external-content index is told what each deleted row held, so it can take its tokens out.
+    db.execute("INSERT INTO passages_fts (passages_fts, rowid, tokens) "
+               "SELECT 'delete', rowid, tokens FROM passages WHERE file_hash = ?", (file_hash,))
+    db.execute("DELETE FROM passages WHERE file_hash = ?", (file_hash,))
+    _insert(db, [(p.id, p.file_hash, p.file_name, p.start, p.end, p.language, p.text) for p in passages])
+    db.execute("INSERT INTO passages_fts (rowid, tokens) SELECT rowid, tokens FROM passages WHERE file_hash = ?",
+               (file_hash,))
 
 
 def _insert(db: sqlite3.Connection, rows: list[tuple]) -> None:
-    """Index rows of (text, passage_id, file_hash, file, start, end, language) with their tokens."""
-    db.executemany(f"INSERT INTO passages_fts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                   [(" ".join(tokens(r[0])), *r) for r in rows])
+    """Store rows of (passage_id, file_hash, file, start, end, language, text) with their tokens (the
+    caller then indexes them)."""
+    db.executemany(f"INSERT INTO passages ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                   [(*r, " ".join(tokens(r[6]))) for r in rows])
+
+
+def phrase_passages(db: sqlite3.Connection, want: list[str], hashes: list[str] | None = None,
+                    language: str | None = None) -> list[tuple[str, float, float]]:
+    """(file_hash, start, end) of the spoken passages holding these tokens in a row (an FTS5 phrase)."""
+    sql = ("SELECT p.file_hash, p.start, p.end FROM passages_fts JOIN passages p ON p.rowid = passages_fts.rowid "
+           "WHERE passages_fts MATCH ? AND p.passage_id NOT LIKE '%:t%'")
+    args: list = ['"' + " ".join(want) + '"']
+    if hashes is not None:
+        sql += f" AND p.file_hash IN ({','.join('?' * len(hashes))})"
+        args.extend(hashes)
+    if language:
+        sql += " AND p.language = ?"
+        args.append(language)
+    return [(r[0], float(r[1]), float(r[2])) for r in db.execute(sql, args).fetchall()]
 
 
 def query(db: sqlite3.Connection, text: str, k: int, hashes: list[str] | None = None,
@@ -112,19 +155,24 @@ def query(db: sqlite3.Connection, text: str, k: int, hashes: list[str] | None = 
     expr = match_expression(text)
     if expr is None:
         return []
-    sql = ("SELECT passage_id, file_hash, file, start, end, text, -bm25(passages_fts) AS score "
-           "FROM passages_fts WHERE passages_fts MATCH ?")
-    args: list = [expr]
+    columns = "p.passage_id, p.file_hash, p.file, p.start, p.end, p.text"
+    filters, args = [], [expr]
     if hashes is not None:
-        sql += f" AND file_hash IN ({','.join('?' * len(hashes))})"
+        filters.append(f"p.file_hash IN ({','.join('?' * len(hashes))})")
         args.extend(hashes)
     if speaker:
-        sql += " AND ('\n' || text) LIKE ?"
+        filters.append("('\n' || p.text) LIKE ?")
         args.append(f"%\n{speaker}: %")
     if language:
-        sql += " AND language = ?"
+        filters.append("p.language = ?")
         args.append(language)
-    rows = db.execute(sql + " ORDER BY bm25(passages_fts) LIMIT ?", (*args, k)).fetchall()
+    if filters:
+        sql = (f"SELECT {columns}, -bm25(passages_fts) FROM passages_fts JOIN passages p ON p.rowid = passages_fts.rowid "
+               f"WHERE passages_fts MATCH ? AND {' AND '.join(filters)} ORDER BY bm25(passages_fts) LIMIT ?")
+    else:  # the k best first, then their rows: no join for the passages that are not kept
+        sql = (f"SELECT {columns}, -f.score FROM (SELECT rowid, bm25(passages_fts) AS score FROM passages_fts "
+               f"WHERE passages_fts MATCH ? ORDER BY score LIMIT ?) f JOIN passages p ON p.rowid = f.rowid ORDER BY f.score")
+    rows = db.execute(sql, (*args, k)).fetchall()
     # Translated passages have ids "<hash>:t<n>" (chunk.passages).
     return [Hit(passage_id=r[0], file_hash=r[1], file=r[2], start=float(r[3]), end=float(r[4]), text=r[5],
                 score=float(r[6]), translated=":t" in r[0]) for r in rows]

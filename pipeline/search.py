@@ -17,6 +17,7 @@ candidate that both lists agree on, not two that each list found once (`one_per_
 from __future__ import annotations
 
 import os
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -147,39 +148,50 @@ def _ranked(library: Library, embedder: Embedder, query: str, options: SearchOpt
 def exact(library: Library, phrase: str, options: SearchOptions = SearchOptions()) -> list[Hit]:
     """Every occurrence of a phrase (case-, accent- and punctuation-insensitive), timed by its words.
 
-    FTS5 narrows the search to recordings that hold the phrase; the words of their transcripts then
-    give each occurrence's exact start (its first word) and end (its last word).
+    FTS5 finds the passages that hold the phrase (a phrase query over their tokens); the words of
+    those passages' segments, and no others, then give each occurrence's exact start (its first
+    word) and end (its last word). The cost follows the passages found, not the library's size.
     """
     want = lexical.tokens(phrase)
     if not want:
         raise QueryError("empty phrase: say what to look for")
-    rows = library.db.execute(
-        "SELECT DISTINCT file_hash FROM passages_fts WHERE passages_fts MATCH ?",
-        ('"' + " ".join(want) + '"',)).fetchall()
     scope = Scope.of(library, options)
+    if scope.hashes == []:
+        return []
+    windows: dict[str, list[tuple[float, float]]] = {}
+    for file_hash, start, end in lexical.phrase_passages(library.db, want, scope.hashes, scope.language):
+        windows.setdefault(file_hash, []).append((start, end))
     hits: list[Hit] = []
-    for (file_hash,) in rows:
-        if scope.hashes is not None and file_hash not in scope.hashes:
-            continue
+    for file_hash, spans in windows.items():
         t = library.transcript(file_hash)
-        for seg_list, start, end in _occurrences(t, want, scope):
+        for seg_list, start, end in _occurrences(t.segments, spans, want, scope):
             text = " ".join(s.text for s in seg_list)
             hits.append(Hit(passage_id=f"{file_hash[:16]}@{start:.2f}", file_hash=file_hash, file=t.file_name,
                             start=start, end=end, text=text, score=1.0))
     return sorted(hits, key=lambda h: (h.file, h.start))
 
 
-def _occurrences(transcript, want: list[str], scope: Scope):
-    """(segments, start, end) of each run of words whose tokens equal `want`."""
-    segs = [s for s in transcript.segments if s.flag is None and (not scope.language or s.language == scope.language)
-            and (not scope.speaker or s.speaker == scope.speaker)]
-    flat = [(tok, seg, w) for seg in segs for w in seg.words for tok in lexical.tokens(w.text)]
+def _occurrences(segments, spans: list[tuple[float, float]], want: list[str], scope: Scope):
+    """(segments, start, end) of each run of words whose tokens equal `want`, in the segments inside the
+    passages found (`spans`), each stretch of consecutive ones read as one text."""
+    starts = [s.start for s in segments]  # in time order, as transcribed
+    found = sorted({j for a, b in spans for j in range(bisect_left(starts, a), bisect_right(starts, b))})
+    inside = [s for s in (segments[j] for j in found) if s.flag is None
+              and (not scope.language or s.language == scope.language)
+              and (not scope.speaker or s.speaker == scope.speaker)]
+    stretches: list[list] = []
+    for seg in inside:
+        if stretches and stretches[-1][-1].id == seg.id - 1:
+            stretches[-1].append(seg)
+        else:
+            stretches.append([seg])
     n = len(want)
-    for i in range(len(flat) - n + 1):
-        if all(flat[i + j][0] == want[j] for j in range(n)):
-            first, last = flat[i], flat[i + n - 1]
-            seg_list = list(dict.fromkeys([first[1], last[1]]))
-            yield seg_list, first[2].start, last[2].end
+    for stretch in stretches:
+        flat = [(tok, seg, w) for seg in stretch for w in seg.words for tok in lexical.tokens(w.text)]
+        for i in range(len(flat) - n + 1):
+            if all(flat[i + j][0] == want[j] for j in range(n)):
+                first, last = flat[i], flat[i + n - 1]
+                yield list(dict.fromkeys([first[1], last[1]])), first[2].start, last[2].end
 
 
 def fuse(rankings: list[list[Hit]]) -> list[Hit]:

@@ -21,6 +21,7 @@ import os
 import sqlite3
 import tempfile
 import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -61,6 +62,10 @@ CREATE TABLE IF NOT EXISTS renderings (
     PRIMARY KEY (file_hash, model, source)
 );
 """
+
+# Parsed transcripts a library handle keeps (Library.transcript): an hour's is ~10 MB of Python objects,
+# and a question's hits rarely come from more than a few dozen recordings.
+TRANSCRIPTS = 64
 
 
 @dataclass(frozen=True)
@@ -123,9 +128,10 @@ class Library:
         except (OSError, sqlite3.Error) as e:
             raise LibraryError(_unusable(self.root, e)) from e
         self._index = None
-        # Parsed transcripts by hash, with the (mtime, size) they were read at: one question reads the
-        # same transcript once per hit, and an hour's transcript is megabytes of JSON.
-        self._transcripts: dict[str, tuple[tuple[int, int], Transcript]] = {}
+        # Parsed transcripts by hash, with the (mtime, size) they were read at, the TRANSCRIPTS most
+        # recently read: one question reads the same transcript once per hit, and an hour's transcript
+        # is megabytes of JSON; a server over thousands of hours must not keep them all.
+        self._transcripts: OrderedDict[str, tuple[tuple[int, int], Transcript]] = OrderedDict()
         self._lock = None
 
     @contextmanager
@@ -284,6 +290,10 @@ class Library:
                                    f"{str(e)[:120]}): restore it from an earlier version beside it "
                                    f"({sha256[:12]}….*.json), or delete the recording and ingest it again") from e
             self._transcripts[sha256] = cached
+            while len(self._transcripts) > TRANSCRIPTS:
+                self._transcripts.popitem(last=False)
+        if sha256 in self._transcripts:  # (another thread may have just let it go)
+            self._transcripts.move_to_end(sha256)
         return cached[1]
 
     # --- catalog -----------------------------------------------------------------------------

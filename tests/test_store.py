@@ -101,12 +101,14 @@ def test_a_lexical_index_over_raw_text_is_rebuilt_with_tokens_and_keeps_its_rows
     assert jfk.text == "Ask what you can do for your country."
     assert lib.db.execute("SELECT value FROM meta WHERE key = 'lexical_tokens'").fetchone()[0] == lexical.TOKENS
     # An index cut by an earlier version of the tokenizer is rebuilt too; the current one is left alone.
-    lib.db.execute("UPDATE meta SET value = '1' WHERE key = 'lexical_tokens'")
-    lib.db.execute("DELETE FROM passages_fts WHERE tokens MATCH 'country'")
-    lib.db.execute("INSERT INTO passages_fts (tokens, text, passage_id) VALUES ('stale', 'Ask what', 'h2:0')")
-    assert [h.text for h in lexical.query(Library(root).db, "stale", 5)] == []
+    lib.db.execute("UPDATE passages SET tokens = 'stale' WHERE passage_id = 'h2:0'")
+    lib.db.execute("INSERT INTO passages_fts (passages_fts) VALUES ('rebuild')")
+    assert [h.passage_id for h in lexical.query(Library(root).db, "stale", 5)] == ["h2:0"]
+    lib.db.execute("UPDATE meta SET value = '2' WHERE key = 'lexical_tokens'")
     rebuilt = Library(root).db
-    assert rebuilt.execute("SELECT count(*) FROM passages_fts").fetchone()[0] == 2
+    assert lexical.query(rebuilt, "stale", 5) == []
+    assert [h.passage_id for h in lexical.query(rebuilt, "country", 5)] == ["h2:0"]
+    assert rebuilt.execute("SELECT count(*) FROM passages").fetchone()[0] == 2
 
 
 def _one_file_library(run_cli, lib):

@@ -48,7 +48,11 @@ root = Path(sys.argv[1])
 db = sqlite3.connect(root / "catalog.sqlite")
 recs = {r[0]: {"file": r[1], "status": r[2], "duration": r[3], "passages": r[4]} for r in
         db.execute("SELECT sha256, file_name, status, duration, passages FROM recordings")}
-fts = sorted(db.execute("SELECT passage_id, file_hash, text FROM passages_fts").fetchall())
+fts = sorted(db.execute("SELECT passage_id, file_hash, text FROM passages").fetchall())
+try:  # the full-text index agrees with the passages table it indexes (rank 1: checked against it)
+    db.execute("INSERT INTO passages_fts (passages_fts, rank) VALUES ('integrity-check', 1)")
+except sqlite3.DatabaseError as e:
+    fts.append(["full-text index out of step with its passages: " + str(e), "", ""])
 import chromadb
 from chromadb.config import Settings
 client = chromadb.PersistentClient(path=str(root / "chroma"), settings=Settings(anonymized_telemetry=False))

@@ -46,6 +46,9 @@ class IngestOptions:
     # parent embeds and stores meanwhile. None: one per core when several files need transcribing
     # (see _Transcriber; eval's folder-ingest line measures it).
     jobs: int | None = env_number("EARMARK_INGEST_JOBS", None)
+    # Transcribe on the Ray cluster at this address ("auto": the one this machine is in; cluster.py);
+    # this process stays the only writer. None: here.
+    ray: str | None = os.environ.get("EARMARK_RAY") or None
 
 
 @dataclass
@@ -272,6 +275,10 @@ class _Transcriber:
     def start(self, library: Library, files: list[Path]) -> None:
         """Start transcribing, in workers, the files that need it, if there is more than one."""
         todo = [(path, *job) for path in files if (job := self._job(library, path))]
+        if self.options.ray:
+            if todo:
+                self._start_on_ray(todo)
+            return
         jobs = self.options.jobs or min(len(todo), os.cpu_count() or 1, self.options.transcribe.threads)
         if jobs < 2 or len(todo) < 2:
             return
@@ -284,6 +291,17 @@ class _Transcriber:
                                         initializer=_worker_start, initargs=(threads,))
         for path, sha, turns in todo:
             self.pending[path] = self.pool.submit(transcribe_file, path, sha, options, turns)
+
+    def _start_on_ray(self, todo: list) -> None:
+        """Every file that needs it transcribed by a Ray task, one thread each (cluster.py)."""
+        from .cluster import RayPool
+
+        self.pool = RayPool(self.options.ray)
+        options = replace(self.options, transcribe=replace(self.options.transcribe, threads=1))
+        log.info("transcribing %d file(s) on the Ray cluster at %s (%d node(s))", len(todo), self.options.ray,
+                 self.pool.nodes())
+        for path, sha, turns in todo:
+            self.pending[path] = self.pool.submit(transcribe_on_worker, path, sha, options, turns)
 
     def _job(self, library: Library, path: Path) -> tuple[str, list | None] | None:
         """(hash, speaker turns) of a file that needs transcribing, else None (ingest_file says why)."""
@@ -325,6 +343,12 @@ def _worker_start(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def transcribe_on_worker(path: Path, sha: str, options: IngestOptions, turns: list | None = None):
+    """transcribe_file in a worker that another program started (a Ray task: cluster.py)."""
+    _worker_start(options.transcribe.threads)
+    return transcribe_file(path, sha, options, turns)
 
 
 def transcribe_file(path: Path, sha: str, options: IngestOptions, turns: list | None = None,
@@ -441,7 +465,7 @@ def index_transcript(library: Library, embedder: Embedder, transcript: Transcrip
         passages = make_passages(transcript, options)
         vectors = embedder.embed([p.text for p in passages])
     t_embed = time.perf_counter()
-    library.replace_passages(transcript.file_hash, passages, vectors, name)
+    library.replace_passages(transcript.file_hash, passages, vectors, name, transcript.segments)
     if before_indexed is not None:
         before_indexed()
     rec = library.recording(transcript.file_hash)

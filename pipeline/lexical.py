@@ -12,12 +12,14 @@ and a cited sentence are cut by the same function, so they meet the index's toke
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Iterable, Iterator
 
-from .records import Hit, Passage
+from .records import Hit, Passage, Segment
 from .text import STOPWORDS, lone_letter, runs, words
 
-COLUMNS = ("passage_id", "file_hash", "file", "start", "end", "language", "text", "tokens")
+COLUMNS = ("passage_id", "file_hash", "file", "start", "end", "language", "text", "tokens", "words")
 # Passages in a table of their own, indexed by recording, and FTS5 over their tokens with that table as
 # its content (an "external content" index: the text is stored once). Replacing or deleting one
 # recording's passages finds their rows by the file_hash index, where an FTS5 column can only be
@@ -25,7 +27,8 @@ COLUMNS = ("passage_id", "file_hash", "file", "start", "end", "language", "text"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS passages (
     rowid INTEGER PRIMARY KEY, passage_id TEXT NOT NULL, file_hash TEXT NOT NULL, file TEXT NOT NULL,
-    start REAL NOT NULL, end REAL NOT NULL, language TEXT, text TEXT NOT NULL, tokens TEXT NOT NULL);
+    start REAL NOT NULL, end REAL NOT NULL, language TEXT, text TEXT NOT NULL, tokens TEXT NOT NULL,
+    words TEXT);  -- the spoken words' tokens with their times, by segment (`spoken`), or NULL
 CREATE INDEX IF NOT EXISTS passages_file_hash ON passages(file_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(
     tokens, content = 'passages', content_rowid = 'rowid', tokenize = 'unicode61 remove_diacritics 2');
@@ -35,8 +38,8 @@ CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5(
 # How text.words cuts tokens and how the index is laid out; an index made otherwise (cut another way,
 # over the raw text before there was a tokens column, or inside FTS5 before the passages table) is
 # rebuilt when its library is opened. 2: Chinese and Japanese cut into words, simplified. 3: the
-# passages table.
-TOKENS = "3"
+# passages table. 4: with their words' times.
+TOKENS = "4"
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -66,13 +69,17 @@ def migrate(db: sqlite3.Connection) -> None:
 
 
 def _kept_rows(db: sqlite3.Connection) -> list[tuple]:
-    """(passage_id, file_hash, file, start, end, language, text) of every indexed passage: from the
-    passages table, or from an index that kept them inside FTS5 (before TOKENS 3)."""
+    """(passage_id, file_hash, file, start, end, language, text, words) of every indexed passage: from
+    the passages table, or from an index that kept them inside FTS5 (before TOKENS 3: words unknown,
+    so exact phrase search reads those transcripts until `earmark reindex`)."""
     made = db.execute("SELECT sql FROM sqlite_master WHERE name = 'passages_fts'").fetchone()
-    inside = made is not None and "content" not in made[0]
-    table = "passages_fts" if inside else "passages"
+    if made is not None and "content" not in made[0]:
+        return [(*r, None) for r in db.execute(
+            "SELECT passage_id, file_hash, file, start, end, language, text FROM passages_fts").fetchall()]
+    have = {r[1] for r in db.execute("PRAGMA table_info(passages)")}
+    words = "words" if "words" in have else "NULL"
     return [tuple(r) for r in db.execute(
-        f"SELECT passage_id, file_hash, file, start, end, language, text FROM {table}").fetchall()]
+        f"SELECT passage_id, file_hash, file, start, end, language, text, {words} FROM passages").fetchall()]
 
 
 def tokens(text: str) -> list[str]:
@@ -113,28 +120,52 @@ def content_count(tokens: list[str]) -> int:
     return sum(not lone_letter(t) and t not in STOPWORDS for t in tokens)
 
 
-def replace_file(db: sqlite3.Connection, file_hash: str, passages: list[Passage]) -> None:
-    """Make the lexical index hold exactly these passages for one recording (call inside a transaction)."""
+def spoken(passage: Passage, segments: dict[int, Segment]) -> str | None:
+    """The passage's words as exact phrase search reads them: JSON, one [text, tokens, times] per segment,
+    tokens as `tokens` cuts each word (space-separated), times the start and end of each token's word in
+    centiseconds. An FTS5 phrase query finds the passages; these times then say where in them the phrase
+    is, with no transcript read. None for an English rendering, or segments not given."""
+    if passage.translated or not all(i in segments for i in passage.segment_ids):
+        return None
+    rows = []
+    for i in passage.segment_ids:
+        seg, toks, times = segments[i], [], []
+        for w in seg.words:
+            for tok in tokens(w.text):
+                toks.append(tok)
+                times += (round(w.start * 100), round(w.end * 100))
+        rows.append([seg.text, " ".join(toks), " ".join(map(str, times))])
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+
+
+def replace_file(db: sqlite3.Connection, file_hash: str, passages: list[Passage],
+                 segments: Iterable[Segment] = ()) -> None:
+    """Make the lexical index hold exactly these passages for one recording (call inside a transaction);
+    with the recording's segments, their words are kept for exact phrase search (`spoken`)."""
     # An external-content index is told what each deleted row held, so it can take its tokens out.
     db.execute("INSERT INTO passages_fts (passages_fts, rowid, tokens) "
                "SELECT 'delete', rowid, tokens FROM passages WHERE file_hash = ?", (file_hash,))
     db.execute("DELETE FROM passages WHERE file_hash = ?", (file_hash,))
-    _insert(db, [(p.id, p.file_hash, p.file_name, p.start, p.end, p.language, p.text) for p in passages])
+    by_id = {seg.id: seg for seg in segments}
+    _insert(db, [(p.id, p.file_hash, p.file_name, p.start, p.end, p.language, p.text, spoken(p, by_id))
+                 for p in passages])
     db.execute("INSERT INTO passages_fts (rowid, tokens) SELECT rowid, tokens FROM passages WHERE file_hash = ?",
                (file_hash,))
 
 
 def _insert(db: sqlite3.Connection, rows: list[tuple]) -> None:
-    """Store rows of (passage_id, file_hash, file, start, end, language, text) with their tokens (the
-    caller then indexes them)."""
+    """Store rows of (passage_id, file_hash, file, start, end, language, text, words) with their tokens
+    (the caller then indexes them)."""
     db.executemany(f"INSERT INTO passages ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                   [(*r, " ".join(tokens(r[6]))) for r in rows])
+                   [(*r[:7], " ".join(tokens(r[6])), r[7]) for r in rows])
 
 
 def phrase_passages(db: sqlite3.Connection, want: list[str], hashes: list[str] | None = None,
-                    language: str | None = None) -> list[tuple[str, float, float]]:
-    """(file_hash, start, end) of the spoken passages holding these tokens in a row (an FTS5 phrase)."""
-    sql = ("SELECT p.file_hash, p.start, p.end FROM passages_fts JOIN passages p ON p.rowid = passages_fts.rowid "
+                    language: str | None = None) -> list[tuple[str, str, float, float, str | None]]:
+    """(file_hash, file, start, end, words) of the spoken passages holding these tokens in a row (an
+    FTS5 phrase); words as `spoken` made them, or None."""
+    sql = ("SELECT p.file_hash, p.file, p.start, p.end, p.words FROM passages_fts "
+           "JOIN passages p ON p.rowid = passages_fts.rowid "
            "WHERE passages_fts MATCH ? AND p.passage_id NOT LIKE '%:t%'")
     args: list = ['"' + " ".join(want) + '"']
     if hashes is not None:
@@ -143,7 +174,20 @@ def phrase_passages(db: sqlite3.Connection, want: list[str], hashes: list[str] |
     if language:
         sql += " AND p.language = ?"
         args.append(language)
-    return [(r[0], float(r[1]), float(r[2])) for r in db.execute(sql, args).fetchall()]
+    return [(r[0], r[1], float(r[2]), float(r[3]), r[4]) for r in db.execute(sql, args).fetchall()]
+
+
+def occurrences(words: str, want: list[str]) -> Iterator[tuple[str, float, float]]:
+    """(text of the segments it is in, start, end) of each run of `want` in a passage's words (`spoken`)."""
+    flat = []
+    for n, (text, toks, times) in enumerate(json.loads(words)):
+        t = times.split()
+        flat += [(tok, n, text, int(t[2 * i]) / 100, int(t[2 * i + 1]) / 100) for i, tok in enumerate(toks.split())]
+    k = len(want)
+    for i in range(len(flat) - k + 1):
+        if all(flat[i + j][0] == want[j] for j in range(k)):
+            first, last = flat[i], flat[i + k - 1]
+            yield " ".join(dict.fromkeys([first[2], last[2]])), first[3], last[4]
 
 
 def query(db: sqlite3.Connection, text: str, k: int, hashes: list[str] | None = None,

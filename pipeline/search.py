@@ -148,9 +148,12 @@ def _ranked(library: Library, embedder: Embedder, query: str, options: SearchOpt
 def exact(library: Library, phrase: str, options: SearchOptions = SearchOptions()) -> list[Hit]:
     """Every occurrence of a phrase (case-, accent- and punctuation-insensitive), timed by its words.
 
-    FTS5 finds the passages that hold the phrase (a phrase query over their tokens); the words of
-    those passages' segments, and no others, then give each occurrence's exact start (its first
-    word) and end (its last word). The cost follows the passages found, not the library's size.
+    FTS5 finds the passages that hold the phrase (a phrase query over their tokens); the word times
+    kept with each (lexical.spoken) give each occurrence's exact start (its first word) and end (its
+    last word), and the text of its segments. No transcript is read, except where the index has no
+    word times (a library indexed before it kept them) or the speaker matters (--speaker): there the
+    words of those passages' segments, and no others, are read from it. The cost follows the
+    passages found, not the library's size.
     """
     want = lexical.tokens(phrase)
     if not want:
@@ -158,17 +161,27 @@ def exact(library: Library, phrase: str, options: SearchOptions = SearchOptions(
     scope = Scope.of(library, options)
     if scope.hashes == []:
         return []
-    windows: dict[str, list[tuple[float, float]]] = {}
-    for file_hash, start, end in lexical.phrase_passages(library.db, want, scope.hashes, scope.language):
-        windows.setdefault(file_hash, []).append((start, end))
-    hits: list[Hit] = []
-    for file_hash, spans in windows.items():
+    found: dict[tuple[str, float], Hit] = {}  # passages overlap: an occurrence in two is one
+    unread: dict[str, list[tuple[float, float]]] = {}  # passages whose words must be read from the transcript
+    for file_hash, file, start, end, words in lexical.phrase_passages(library.db, want, scope.hashes,
+                                                                     scope.language):
+        if words is None or scope.speaker:  # indexed before words were kept; or who said it matters
+            unread.setdefault(file_hash, []).append((start, end))
+            continue
+        for text, a, b in lexical.occurrences(words, want):
+            found.setdefault((file_hash, a), _occurrence(file_hash, file, a, b, text))
+    for file_hash, spans in unread.items():
         t = library.transcript(file_hash)
-        for seg_list, start, end in _occurrences(t.segments, spans, want, scope):
-            text = " ".join(s.text for s in seg_list)
-            hits.append(Hit(passage_id=f"{file_hash[:16]}@{start:.2f}", file_hash=file_hash, file=t.file_name,
-                            start=start, end=end, text=text, score=1.0))
+        for seg_list, a, b in _occurrences(t.segments, spans, want, scope):
+            found.setdefault((file_hash, a), _occurrence(file_hash, t.file_name, a, b,
+                                                         " ".join(s.text for s in seg_list)))
+    hits = list(found.values())
     return sorted(hits, key=lambda h: (h.file, h.start))
+
+
+def _occurrence(file_hash: str, file: str, start: float, end: float, text: str) -> Hit:
+    return Hit(passage_id=f"{file_hash[:16]}@{start:.2f}", file_hash=file_hash, file=file, start=start, end=end,
+               text=text, score=1.0)
 
 
 def _occurrences(segments, spans: list[tuple[float, float]], want: list[str], scope: Scope):

@@ -245,16 +245,18 @@ class Library:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row["value"] if row else None
 
-    def replace_passages(self, file_hash: str, passages: list[Passage], vectors, name: str = "") -> None:
+    def replace_passages(self, file_hash: str, passages: list[Passage], vectors, name: str = "",
+                         segments=()) -> None:
         """Make both indexes (vectors and lexical) hold exactly these passages for one recording.
 
         Not atomic across the two: a caller marks the recording indexed only after both (ingest), so
-        one interrupted between them is replaced whole on the next run."""
+        one interrupted between them is replaced whole on the next run. The recording's segments give
+        the lexical index its words' times (exact phrase search)."""
         with trace.stage("store-chroma", name or file_hash):
             self.index.replace_file(file_hash, passages, vectors, name or file_hash)
         with trace.stage("store-fts", name or file_hash), self.db:
             self.db.execute("BEGIN")
-            lexical.replace_file(self.db, file_hash, passages)
+            lexical.replace_file(self.db, file_hash, passages, segments)
             trace.point("store-fts", name or file_hash)  # inside the transaction: a kill here rolls it back
 
     # --- transcripts -------------------------------------------------------------------------

@@ -101,6 +101,14 @@ def test_exact_phrase_is_timed_by_its_words(sample_library):
     assert 6.5 < h.start < 9.0 and h.start < h.end <= 11.0 and h.end - h.start < 3.0
 
 
+def test_exact_phrase_reads_word_times_from_the_index_not_the_transcripts(sample_library, monkeypatch):
+    """At a million passages a common phrase is in thousands of recordings: their transcripts are not read."""
+    before = exact(sample_library, "ask what you can do")
+    monkeypatch.setattr(type(sample_library), "transcript", lambda *a: pytest.fail("a transcript was read"))
+    assert exact(sample_library, "ask what you can do") == before and len(before) == 1
+    assert "ask what you can do" in before[0].text.lower()
+
+
 def test_exact_phrase_ignores_case_and_punctuation(sample_library):
     # "...can do for you, / ask what you can do..." also crosses a segment boundary.
     a = exact(sample_library, "FOR YOU ask what")

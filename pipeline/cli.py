@@ -184,6 +184,9 @@ def ingest_options(f):
         click.option("--jobs", type=click.IntRange(min=1), default=None,
                      help="Files transcribed at once, one process each (env EARMARK_INGEST_JOBS; default: one per "
                           "core when a folder has several files to transcribe, else 1)."),
+        click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS",
+                     help="Transcribe on a Ray cluster (env EARMARK_RAY): `auto` joins the one this machine is in. "
+                          "This process stays the library's only writer; every node needs earmark and the files."),
     ]):
         f = option(f)
     return f
@@ -191,7 +194,7 @@ def ingest_options(f):
 
 def _ingest_options(whisper_model: str, language: str | None, beam_size: int | None, num_speakers: int | None,
                     min_speakers: int, max_speakers: int | None, no_diarize: bool, jobs: int | None,
-                    speakers: Path | None = None):
+                    ray_address: str | None = None, speakers: Path | None = None):
     from .diarize import DiarizeOptions
     from .ingest import IngestOptions
 
@@ -201,7 +204,7 @@ def _ingest_options(whisper_model: str, language: str | None, beam_size: int | N
                                             beam_size=beam_size or TranscribeOptions().beam_size),
                          speakers=speakers,
                          diarize=IngestOptions().diarize and not no_diarize, diarization=diarization,
-                         jobs=jobs or IngestOptions().jobs)
+                         jobs=jobs or IngestOptions().jobs, ray=ray_address or IngestOptions().ray)
 
 
 def _file_line(r) -> None:
@@ -422,8 +425,8 @@ def status(obj: Ctx, as_json: bool) -> None:
     }
     if as_json:
         return _emit_json(data)
-    click.echo(f"{data['library']}: {data['files']} recordings, {data['hours'] * 60:.1f} min, "
-               f"{data['passages']} passages; embedder {data['embed_model']}, whisper {data['whisper_models']}")
+    click.echo(f"{data['library']}: {_count(data['files'], 'recording')}, {data['hours'] * 60:.1f} min, "
+               f"{_count(data['passages'], 'passage')}; embedder {data['embed_model']}, whisper {data['whisper_models']}")
     for r in recs:
         click.echo(f"  {r.status:11} {mmss(r.duration or 0):>8}  {','.join(r.languages):8} {r.file_name}")
 
@@ -449,7 +452,7 @@ def reindex(obj: Ctx) -> None:
                 failed += 1
                 click.echo(f"FAIL  {r.file_name}: {e}", err=True)
                 continue
-            click.echo(f"{r.file_name}: {n} passage{'' if n == 1 else 's'}")
+            click.echo(f"{r.file_name}: {_count(n, 'passage')}")
     if failed:
         sys.exit(1)
 
@@ -545,3 +548,8 @@ def entry() -> None:
     Only the command re-executes itself; `main` called in-process (tests, other tools) never does."""
     allocator.reexec(sys.argv[1:])
     main()
+
+
+def _count(n: int, noun: str) -> str:
+    """ "1 passage", "2 passages"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

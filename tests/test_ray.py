@@ -1,0 +1,108 @@
+"""Ingest on a real Ray cluster of two nodes on this machine (`ray start --head` and `ray start --address`,
+on 127.0.0.1, started here): the library equals a local ingest's; a worker node killed mid-ingest
+loses nothing and stores nothing twice; no cluster is one line. Nothing is mocked."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from earmark_eval.ray_nodes import head_args, kill, node, wait_nodes
+from earmark_eval.reliability.server import free_port
+
+from .conftest import REAL, SAMPLES
+
+pytest.importorskip("ray")
+
+EARMARK = Path(sys.executable).with_name("earmark")
+FILES = [SAMPLES / "jfk-inaugural-1961-excerpt.flac", SAMPLES / "librispeech-1995-1837-0001.wav",
+         SAMPLES / "librispeech-2412-153948-0000.flac", REAL / "picovoice-leopard-test-es.wav"]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("ray")
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    with node(head_args(port, temp), logs / "head.log"):
+        wait_nodes(address, 1)
+        with node(["--address", address, "--node-ip-address", "127.0.0.1"], logs / "node2.log"):
+            wait_nodes(address, 2)
+            yield address
+
+
+def _earmark(library: Path, *args, **popen) -> subprocess.CompletedProcess:
+    env = {**os.environ, "EARMARK_DIARIZE": "0"}
+    return subprocess.run([str(EARMARK), "--library", str(library), "ingest", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=900, **popen)
+
+
+def _library(root: Path) -> dict:
+    """What a library holds, in a form two libraries can be compared by."""
+    with sqlite3.connect(root / "catalog.sqlite") as db:
+        recordings = sorted(db.execute("SELECT sha256, file_name, status, passages, duration FROM recordings"))
+        passages = sorted(db.execute("SELECT passage_id, file_hash, start, end, text FROM passages"))
+        db.execute("INSERT INTO passages_fts (passages_fts, rank) VALUES ('integrity-check', 1)")
+    transcripts = {}
+    for f in sorted((root / "transcripts").glob("*.json")):
+        t = json.loads(f.read_text())
+        transcripts[f.name] = [(s["text"], s["start"], s["end"], s["language"]) for s in t["segments"]]
+    return {"recordings": recordings, "passages": passages, "transcripts": transcripts}
+
+
+@pytest.fixture(scope="module")
+def local_library(tmp_path_factory):
+    """The same files ingested here, one thread per file as each Ray task runs them."""
+    root = tmp_path_factory.mktemp("local") / "library"
+    run = _earmark(root, *FILES, "--jobs", "2")
+    assert run.returncode == 0, run.stderr
+    return _library(root)
+
+
+def test_ingest_on_a_two_node_cluster_makes_the_library_a_local_ingest_makes(ray_cluster, local_library, tmp_path):
+    root = tmp_path / "library"
+    run = _earmark(root, *FILES, "--ray", ray_cluster, "-v")
+    assert run.returncode == 0, run.stderr
+    assert "on the Ray cluster at" in run.stderr and "(2 node(s))" in run.stderr
+    assert f"{len(FILES)} ingested, 0 skipped, 0 failed" in run.stdout
+    assert _library(root) == local_library
+    # Ingested again through the cluster: nothing is sent, nothing stored twice.
+    again = _earmark(root, *FILES, "--ray", ray_cluster)
+    assert again.returncode == 0 and f"0 ingested, {len(FILES)} skipped, 0 failed" in again.stdout
+    assert _library(root) == local_library
+    assert sum(1 for line in (root / "audit.jsonl").read_text().splitlines()
+               if json.loads(line)["event"] == "ingest") == len(FILES)
+
+
+def test_a_worker_node_killed_mid_ingest_loses_nothing(ray_cluster, local_library, tmp_path):
+    """A third node joins, takes tasks and is killed (SIGKILL, its raylet and workers with it) while
+    they run: Ray runs them again on the nodes left, and the library is the local one, once."""
+    root = tmp_path / "library"
+    with node(["--address", ray_cluster, "--node-ip-address", "127.0.0.1"], tmp_path / "node3.log") as node3:
+        wait_nodes(ray_cluster, 3)
+        env = {**os.environ, "EARMARK_DIARIZE": "0"}
+        driver = subprocess.Popen([str(EARMARK), "--library", str(root), "ingest", *map(str, FILES), "--ray",
+                                   ray_cluster], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        time.sleep(8)  # the three nodes each run a task (one CPU each, four files)
+        assert driver.poll() is None, "the ingest ended before the node could be killed"
+        kill(node3)
+        out, err = driver.communicate(timeout=900)
+    assert driver.returncode == 0, err
+    assert f"{len(FILES)} ingested, 0 skipped, 0 failed" in out, out
+    assert _library(root) == local_library
+
+
+def test_no_cluster_at_the_address_is_one_line(tmp_path):
+    run = _earmark(tmp_path / "library", FILES[0], "--ray", f"127.0.0.1:{free_port()}")
+    assert run.returncode != 0
+    [line] = run.stderr.strip().splitlines()
+    assert line.startswith("earmark: no Ray cluster at 127.0.0.1:") and "ray start --head" in line

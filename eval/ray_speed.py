@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -82,6 +83,8 @@ def run(out: Path, audio: Path) -> dict:
         with node(["--address", address, "--node-ip-address", "127.0.0.1"], out / "node2.log"):
             wait_nodes(address, 2)
             report["two_nodes"] = _ingest(work / "two", files, address)
+    shutil.rmtree(temp, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
     one = report["one_node"]
     per_file_driver = one["driver_store_s"] / max(1, one["files"])
     store_rate = one["audio_s"] / one["driver_store_s"] if one["driver_store_s"] else None  # audio s per driver s

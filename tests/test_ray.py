@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -33,11 +34,14 @@ def ray_cluster(tmp_path_factory):
     port = free_port()
     address = f"127.0.0.1:{port}"
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
-    with node(head_args(port, temp), logs / "head.log"):
-        wait_nodes(address, 1)
-        with node(["--address", address, "--node-ip-address", "127.0.0.1"], logs / "node2.log"):
-            wait_nodes(address, 2)
-            yield address
+    try:
+        with node(head_args(port, temp), logs / "head.log"):
+            wait_nodes(address, 1)
+            with node(["--address", address, "--node-ip-address", "127.0.0.1"], logs / "node2.log"):
+                wait_nodes(address, 2)
+                yield address
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)  # the cluster's session files and object spill
 
 
 def _earmark(library: Path, *args, **popen) -> subprocess.CompletedProcess:

@@ -365,7 +365,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def latency_summary(seconds: Sequence[float]) -> dict:
-    """``{"n", "p50", "p95", "mean", "max"}`` of a list of latencies in seconds."""
+    """``{"n", "p50", "p95", "p99", "mean", "max"}`` of a list of latencies (in whatever unit they come)."""
     values = list(seconds)
     return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
-            "mean": _mean(values), "max": max(values) if values else None}
+            "p99": percentile(values, 99), "mean": _mean(values), "max": max(values) if values else None}

@@ -197,11 +197,6 @@ def _ms(fn, *args, **kwargs) -> tuple[object, float]:
     return out, (time.perf_counter() - t) * 1000
 
 
-def _summary(ms: list[float]) -> dict:
-    return {"n": len(ms), "p50": metrics.percentile(ms, 50), "p95": metrics.percentile(ms, 95),
-            "p99": metrics.percentile(ms, 99), "mean": sum(ms) / len(ms) if ms else None}
-
-
 def measure_search(lib, embedder, questions: list[dict], phrases: list[str], speaker: str | None,
                    scored: list[dict]) -> dict:
     """Latencies (ms) per mode and filter, each over the questions once untimed (the warm-up: indexes
@@ -229,7 +224,7 @@ def measure_search(lib, embedder, questions: list[dict], phrases: list[str], spe
             found, dt = _ms(search, lib, embedder, q["question"], options)
             ms.append(dt)
             hits[q["id"]] = {"hits": [h.to_json() for h in found]}
-        out["latency_ms"][name] = _summary(ms)
+        out["latency_ms"][name] = metrics.latency_summary(ms)
         if "filter" not in name:
             r = metrics.retrieval_metrics(scored, hits)
             out["retrieval"][name] = {"hit@1": r["hit@1"], "hit@5": r["hit@5"], "mrr": r["mrr"]}
@@ -240,7 +235,7 @@ def measure_search(lib, embedder, questions: list[dict], phrases: list[str], spe
         found, dt = _ms(exact, lib, p)
         ms.append(dt)
         counts.append(len(found))
-    out["latency_ms"]["exact phrase"] = {**_summary(ms), "occurrences_mean": sum(counts) / len(counts)}
+    out["latency_ms"]["exact phrase"] = {**metrics.latency_summary(ms), "occurrences_mean": sum(counts) / len(counts)}
     return out
 
 
@@ -271,7 +266,7 @@ def measure_asks(lib, embedder, questions: list[dict]) -> dict:
     finally:
         answering._generate = generate
     scored = metrics.answer_metrics(questions, answers, lib.durations())
-    return {"latency_ms_without_generation": _summary(ms), "generation_ms": _summary(gen_ms),
+    return {"latency_ms_without_generation": metrics.latency_summary(ms), "generation_ms": metrics.latency_summary(gen_ms),
             "accuracy_answerable": scored["accuracy_answerable"],
             "accuracy_unanswerable": scored["accuracy_unanswerable"], "accuracy": scored["accuracy"],
             "answers": answers}

@@ -50,9 +50,7 @@ def connect(address: str) -> None:
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as e:
-        detail = " ".join(str(e).split())[:160]
-        raise ConfigError(f"no Ray cluster at {address} ({detail}): start one with `ray start --head` "
-                          "(and `ray start --address HEAD:6379` on the other nodes), or ingest without --ray") from e
+        raise _no_cluster(address, " ".join(str(e).split())[:160]) from e
 
 
 def _reachable(address: str) -> None:
@@ -65,8 +63,12 @@ def _reachable(address: str) -> None:
         raise ConfigError(f"--ray {address!r} is not an address: give HOST:PORT of the cluster's head "
                           "(6379 unless `ray start --head --port` said otherwise), or auto") from None
     except OSError as e:
-        raise ConfigError(f"no Ray cluster at {address} ({e.strerror or e}): start one with `ray start --head` "
-                          "(and `ray start --address HEAD:6379` on the other nodes), or ingest without --ray") from None
+        raise _no_cluster(address, str(e.strerror or e)) from None
+
+
+def _no_cluster(address: str, detail: str) -> ConfigError:
+    return ConfigError(f"no Ray cluster at {address} ({detail}): start one with `ray start --head` "
+                       "(and `ray start --address HEAD:6379` on the other nodes), or ingest without --ray")
 
 
 class RayPool:

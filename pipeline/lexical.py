@@ -183,11 +183,17 @@ def occurrences(words: str, want: list[str]) -> Iterator[tuple[str, float, float
     for n, (text, toks, times) in enumerate(json.loads(words)):
         t = times.split()
         flat += [(tok, n, text, int(t[2 * i]) / 100, int(t[2 * i + 1]) / 100) for i, tok in enumerate(toks.split())]
+    for i in run_starts([f[0] for f in flat], want):
+        first, last = flat[i], flat[i + len(want) - 1]
+        yield " ".join(dict.fromkeys([first[2], last[2]])), first[3], last[4]
+
+
+def run_starts(have: list[str], want: list[str]) -> Iterator[int]:
+    """Where `want` occurs in `have`, token for token (exact phrase search, from the index or a transcript)."""
     k = len(want)
-    for i in range(len(flat) - k + 1):
-        if all(flat[i + j][0] == want[j] for j in range(k)):
-            first, last = flat[i], flat[i + k - 1]
-            yield " ".join(dict.fromkeys([first[2], last[2]])), first[3], last[4]
+    for i in range(len(have) - k + 1):
+        if have[i:i + k] == want:
+            yield i
 
 
 def query(db: sqlite3.Connection, text: str, k: int, hashes: list[str] | None = None,

@@ -198,13 +198,11 @@ def _occurrences(segments, spans: list[tuple[float, float]], want: list[str], sc
             stretches[-1].append(seg)
         else:
             stretches.append([seg])
-    n = len(want)
     for stretch in stretches:
         flat = [(tok, seg, w) for seg in stretch for w in seg.words for tok in lexical.tokens(w.text)]
-        for i in range(len(flat) - n + 1):
-            if all(flat[i + j][0] == want[j] for j in range(n)):
-                first, last = flat[i], flat[i + n - 1]
-                yield list(dict.fromkeys([first[1], last[1]])), first[2].start, last[2].end
+        for i in lexical.run_starts([f[0] for f in flat], want):
+            first, last = flat[i], flat[i + len(want) - 1]
+            yield list(dict.fromkeys([first[1], last[1]])), first[2].start, last[2].end
 
 
 def fuse(rankings: list[list[Hit]]) -> list[Hit]:

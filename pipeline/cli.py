@@ -21,6 +21,7 @@ except EarmarkError as e:  # a malformed EARMARK_* setting, read as the options 
     click.echo(f"earmark: {e}", err=True)
     sys.exit(2)
 from .cli_evidence import register as register_evidence
+from .cli_summary import register as register_summary
 from .records import mmss, span
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
@@ -220,9 +221,10 @@ def _file_line(r) -> None:
 @click.option("--speakers", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Speaker turns (RTTM or STM) of the one recording ingested. Without it, NAME.stm or "
                    "NAME.rttm beside NAME.wav is used.")
+@click.option("--summarize", is_flag=True, help="Also make each file's cited summary and chapters (`earmark summary`).")
 @ingest_options
 @click.pass_obj
-def ingest(obj: Ctx, paths: tuple[Path, ...], speakers: Path | None, **how) -> None:
+def ingest(obj: Ctx, paths: tuple[Path, ...], speakers: Path | None, summarize: bool, **how) -> None:
     """Transcribe and index files and folders (recursively). Already-ingested content is skipped."""
     from rich.progress import Progress
 
@@ -242,6 +244,10 @@ def ingest(obj: Ctx, paths: tuple[Path, ...], speakers: Path | None, **how) -> N
         report = run_ingest(lib, embedder, files, options, on_file=on_file)
     click.echo(f"{report.count('ingested')} ingested, {report.count('skipped')} skipped, "
                f"{len(report.failed)} failed")
+    if summarize:
+        from .cli_summary import make
+
+        make(lib, embedder, [r.sha256 for r in report.results if r.status != "failed" and r.sha256])
     if report.failed:
         sys.exit(1)
 
@@ -527,6 +533,7 @@ def serve(obj: Ctx, serve_library: Path | None, host: str, port: int, token: str
 
 
 register_evidence(cli)  # verify, audit, delete, export, clip, redact, speakers (cli_evidence.py)
+register_summary(cli)  # summary (cli_summary.py)
 
 
 def main() -> None:

@@ -120,23 +120,26 @@ def delete(obj, file: str) -> None:
 
 @click.command()
 @click.argument("file")
-@click.option("--format", "fmt", type=click.Choice(["srt", "vtt", "json", "txt"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(["srt", "vtt", "json", "txt", "md"]), required=True,
+              help="json and md also carry the summary and chapters, if `earmark summary` made them.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write here (default: standard output).")
 @click.option("--ranges", default=None, help="Also redact these ranges, e.g. 12.5-14.0,80-95 (recorded "
                                              "redactions always apply).")
 @click.pass_obj
 def export(obj, file: str, fmt: str, out: Path | None, ranges: str | None) -> None:
-    """Export a recording's transcript as SRT, WebVTT, JSON or text, with speakers and redactions."""
+    """Export a recording's transcript as SRT, WebVTT, JSON, Markdown or text, with speakers and redactions."""
     from .audio import sha256_file
     from .custody import log_event
     from .export import merge, parse_ranges, recorded_redactions, render
     from .store import write_atomic
+    from .summary import current
 
     lib = _library(obj)
     rec = lib.find(file)
     redacted = merge(recorded_redactions(lib.root, rec.sha256) + (parse_ranges(ranges) if ranges else []))
-    text = render(lib.transcript(rec.sha256), fmt, redacted)
+    kept = current(lib, rec.sha256, redacted)
+    text = render(lib.transcript(rec.sha256), fmt, redacted, kept.to_json() if kept else None)
     if out is None:
         click.echo(text, nl=False)
     else:

@@ -141,6 +141,24 @@ class AnswerOptions:
 
 
 @dataclass(frozen=True)
+class SummaryOptions:
+    """`earmark summary`: chapters (chapters.py) and cited summary sentences (summary.py)."""
+
+    # Sentences compared either side of a possible chapter boundary (TextTiling's block). Swept with
+    # min_chapter on eval's dev archive (eval/summaries.py, report in eval/results/summaries).
+    window: int = 3
+    # A chapter is at least this long (seconds): a shorter one joins its neighbour.
+    min_chapter: float = 30.0
+    # A silence at least this long ends a chapter, as it ends a passage (ChunkOptions.max_gap).
+    pause: float = ChunkOptions.max_gap
+    points: int = 2  # summary sentences per chapter, and per piece of the whole, at most
+    shown: int = 24  # sentences of a chapter the model reads, at most (the most central ones)
+    # Chapter summaries read at once when the whole is summarised; more are summarised in groups
+    # first, so every call stays well inside the model's 4,096-token context.
+    group: int = 10
+
+
+@dataclass(frozen=True)
 class ServeOptions:
     """`earmark serve`: where it listens and what it lets clients do (web.py, web_guard.py, web_jobs.py)."""
 

@@ -343,6 +343,9 @@ def _delete(library: Library, rec: Recording, reason: str | None = None) -> Path
     redactions = library.root / "redactions" / f"{rec.sha256}.json"
     if redactions.exists():
         shutil.move(str(redactions), dest / "redactions.json")
+    summary = library.root / "summaries" / f"{rec.sha256}.json"
+    if summary.exists():
+        shutil.move(str(summary), dest / "summary.json")
     library.index.delete_file(rec.sha256)
     with library.db:
         library.db.execute("BEGIN")

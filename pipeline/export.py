@@ -1,9 +1,10 @@
-"""Stage 8: a transcript out as SRT, WebVTT, JSON or plain text, with speakers and redactions.
+"""Stage 8: a transcript out as SRT, WebVTT, JSON, Markdown or plain text, with speakers and redactions.
 
 SRT is composed by `srt` and WebVTT by `webvtt-py` (cue times included), never by hand. Cues are one per
 segment, prefixed `Speaker: ` when the speaker is known; WebVTT cues also carry each word's start as a
 cue timestamp. Segments flagged as likely hallucinations (kept out of the index) are left out of the
-subtitle and text formats; JSON is the whole transcript.
+subtitle and text formats; JSON is the whole transcript. JSON and Markdown also carry the recording's
+summary and chapters when one is kept (summary.py).
 
 Redactions recorded for a recording (by `earmark redact`, in LIBRARY/redactions/HASH.json) apply to
 every export of it: words inside a redacted range read "[redacted]".
@@ -169,9 +170,10 @@ def _vtt_words(seg: Segment, end: float, timestamp) -> str:
     return re.sub(r"\s+", " ", " ".join(p for p in parts if p))
 
 
-def to_json(t: Transcript) -> str:
-    """The transcript dict: segments with speakers and word times."""
-    return json.dumps(t.to_dict(), ensure_ascii=False, indent=1) + "\n"
+def to_json(t: Transcript, summary: dict | None = None) -> str:
+    """The transcript dict: segments with speakers and word times (and its summary, when one is kept)."""
+    return json.dumps({**t.to_dict(), **({"summary": summary} if summary else {})}, ensure_ascii=False,
+                      indent=1) + "\n"
 
 
 def to_txt(t: Transcript) -> str:
@@ -179,11 +181,29 @@ def to_txt(t: Transcript) -> str:
     return "".join(f"[{span(s.start, s.end)}] {_who(s)}{s.text.strip()}\n" for s in _shown(t))
 
 
-FORMATS = {"srt": to_srt, "vtt": to_vtt, "json": to_json, "txt": to_txt}
+def to_md(t: Transcript, summary: dict | None = None) -> str:
+    """Markdown: the summary and chapters (when one is kept), each sentence with its cited times, then
+    the transcript, a line per segment."""
+    def cited(p: dict) -> str:
+        return " ".join(f"({span(c['start'], c['end'])})" for c in p["citations"])
+    out = [f"# {t.file_name}\n"]
+    if summary and summary.get("chapters"):
+        out += ["## Summary\n"] + [f"- {p['text']} {cited(p)}" for p in summary["summary"]] + ["", "## Chapters\n"]
+        for c in summary["chapters"]:
+            out += [f"### {span(c['start'], c['end'])} {c['title']}\n"] + \
+                [f"- {p['text']} {cited(p)}" for p in c["points"]] + [""]
+    out += ["## Transcript\n"] + [f"**[{span(s.start, s.end)}]** {_who(s)}{s.text.strip()}  " for s in _shown(t)]
+    return "\n".join(out) + "\n"
 
 
-def render(t: Transcript, fmt: str, ranges: list[Range] = ()) -> str:
-    """A transcript in one of FORMATS, with the given ranges redacted."""
+FORMATS = {"srt": to_srt, "vtt": to_vtt, "json": to_json, "txt": to_txt, "md": to_md}
+WITH_SUMMARY = ("json", "md")  # formats that carry a recording's kept summary and chapters
+
+
+def render(t: Transcript, fmt: str, ranges: list[Range] = (), summary: dict | None = None) -> str:
+    """A transcript in one of FORMATS, with the given ranges redacted; json and md carry ``summary``
+    (`summary.Summary.to_json`, already without the redacted ranges) when given."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return FORMATS[fmt](redact_transcript(t, list(ranges)))
+    t = redact_transcript(t, list(ranges))
+    return FORMATS[fmt](t, summary) if fmt in WITH_SUMMARY else FORMATS[fmt](t)

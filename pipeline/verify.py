@@ -127,6 +127,19 @@ def supports(question: str, answer: str, span: str) -> bool:
     return sum(ok for _, ok in found) / len(found) >= MIN_NOVEL_SUPPORT
 
 
+# Words that turn a statement into its opposite. Stem overlap cannot see them (they are stopwords, and
+# "ask not what your country can do for you" holds every word of "ask what your country can do for
+# you"), so a sentence that restates another must keep its polarity (`negated`). English, and the
+# "no" of Spanish, Italian and Portuguese; a foreign sentence is judged by its English rendering.
+NEGATIONS = frozenset("not no never nor neither nobody nothing none nowhere cannot without".split())
+
+
+def negated(text: str) -> bool:
+    """Whether a sentence says that something is not so: a negation word, or n't ("don't" -> don, t)."""
+    ws = words(text)
+    return any(w in NEGATIONS or (w == "t" and i > 0 and ws[i - 1].endswith("n")) for i, w in enumerate(ws))
+
+
 def question_overlap(question: str, span: str, foreign: bool = False) -> float:
     """Share of the question's content stems that occur in the span.
 

@@ -123,6 +123,7 @@ def create_app(library_dir: Path, embed_model: str | None = None,
     """The earmark web app over one library; with a token, every /api request must carry it."""
     st = _State(Path(library_dir), options, _Worker(library_dir, embed_model, "earmark-library"),
                 _Worker(library_dir, embed_model, "earmark-ask"), _Worker(library_dir, embed_model, "earmark-ingest"),
+                _Worker(library_dir, embed_model, "earmark-summary"),
                 asks=AskQueue(options.ask_queue), roots=[Path(r).resolve() for r in options.ingest_roots])
 
     @asynccontextmanager
@@ -158,17 +159,21 @@ class _State:
     reader: _Worker  # catalog, search, transcripts, clips
     answerer: _Worker  # asks, one at a time (the model is one llama.cpp context)
     ingester: _Worker  # ingest jobs
+    # Summaries, one at a time. Each of its model calls takes the model between two asks (llm.py's
+    # lock), so a question waits for one chapter's call, not for a whole hour's summary.
+    summarizer: _Worker
     asks: AskQueue
     roots: list[Path]  # resolved --ingest-root folders
     jobs: Jobs = field(default_factory=Jobs)
     verified: dict[str, tuple] = field(default_factory=dict)  # sha -> (size, mtime) of an original found intact
     stopping: threading.Event = field(default_factory=threading.Event)  # set on shutdown: asks and ingest stop
     uploads: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(UPLOADS_AT_ONCE))
+    summaries: dict[str, str] = field(default_factory=dict)  # id -> "making", or why making it failed
 
     def shutdown(self) -> None:
         """Stop what runs in the background so the process can exit now (SIGTERM), not after the ingest."""
         self.stopping.set()
-        for w in (self.reader, self.answerer, self.ingester):
+        for w in (self.reader, self.answerer, self.ingester, self.summarizer):
             w.stop()
 
 
@@ -262,6 +267,52 @@ def clip(st: State, rid: RecordingId, start: float = Query(..., ge=0), end: floa
     return FileResponse(out, media_type="audio/wav", filename=out.name,
                         headers={"X-Earmark-Clip-Sha256": manifest["clip_sha256"]},
                         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
+
+
+@router.get("/recordings/{rid}/summary", responses={202: {"description": "being made"}})
+def summary(st: State, rid: RecordingId):
+    """The recording's cited summary and chapters (as `earmark summary --json`, with "status": "done")
+    if one was made from its transcript as it is now; else 202 while one is being made, 404 if none."""
+    from .summary import current
+
+    def run(lib, _):
+        _recording(lib, rid)
+        return current(lib, rid)
+    kept = st.reader.call(run)
+    if kept is not None:
+        return {"status": "done", **kept.to_json()}
+    state = st.summaries.get(rid)
+    if state == "making":
+        return JSONResponse({"status": "making"}, status_code=202)
+    raise HTTPException(404, f"no summary of this recording: {state}" if state else
+                        "no summary of this recording yet: POST to this address to make one")
+
+
+@router.post("/recordings/{rid}/summary", status_code=202)
+def make_summary(st: State, rid: RecordingId) -> dict:
+    """Start making the recording's summary and chapters (GET the same address for it); one recording at
+    a time: while another's is being made, 503 with Retry-After."""
+    st.reader.call(lambda lib, _: _recording(lib, rid))
+    making = [r for r, s in st.summaries.items() if s == "making"]
+    if making and rid not in making:
+        raise HTTPException(503, "a summary of another recording is being made; retry when it is done",
+                            headers={"Retry-After": "30"})
+    if not making:
+        st.summaries[rid] = "making"
+        st.summarizer.submit(lambda lib, emb: _summarize(st, lib, emb, rid))
+    return {"status": "making"}
+
+
+def _summarize(st: _State, lib, emb, rid: str) -> None:
+    from .config import SummaryOptions
+    from .summary import summarize
+
+    try:
+        summarize(lib, emb, rid, SummaryOptions())
+        st.summaries.pop(rid, None)
+    except Exception as e:  # (told to the page through GET; the traceback goes to the log)
+        log.exception("summary of %s failed", rid[:12])
+        st.summaries[rid] = str(e) if isinstance(e, EarmarkError) else f"unexpected {type(e).__name__}: {e}"
 
 
 @router.get("/ping")

@@ -151,3 +151,32 @@ def test_a_video_dropped_in_a_watched_folder_shows_up_and_plays_at_the_cited_sec
             return [v.videoWidth, v.classList.contains('picture'), v.currentTime]; }""")
         assert width == 160 and shown  # the picture is shown, at the test pattern's size
         assert abs(now - SPEECH_AT) <= 1.5, now
+
+
+def test_a_recordings_summary_is_made_from_the_page_and_its_citations_play(tmp_path, embedder, page):
+    """The transcript view's "Summary and chapters": the server makes it, the page shows chapters whose
+    cited times play the recording from there."""
+    from pipeline.ingest import ingest
+    from pipeline.store import Library
+    from pipeline.web import create_app
+
+    lib = Library(tmp_path / "summary-library", embedder.name)
+    assert not ingest(lib, embedder, [ROOT / "samples" / "jfk-inaugural-1961-excerpt.flac"]).failed
+    lib.close()
+    with _serving(create_app(tmp_path / "summary-library", embedder.name)) as url:
+        page.goto(url)
+        page.click("#tab-library")
+        page.locator("#recordings tr", has_text="jfk-inaugural-1961-excerpt.flac").click()
+        page.locator("#summary-button").click()
+        page.locator("#summary h4.chapter").first.wait_for(timeout=300_000)
+        assert page.locator("#summary-state").inner_text() == ""
+        chips = page.locator("#summary li.point .chip")
+        assert chips.count() >= 1, page.inner_text("#summary")
+        start = page.evaluate("(t) => { const [m, s] = t.split('–')[0].split(':'); return 60 * +m + +s; }",
+                              chips.last.inner_text())
+        page.evaluate("document.getElementById('player').muted = true")
+        chips.last.click()
+        page.wait_for_function("() => { const a = document.getElementById('player'); "
+                               "return !a.paused && a.readyState >= 2; }", timeout=30_000)
+        assert abs(page.evaluate("document.getElementById('player').currentTime") - start) <= 1.5
+        assert page.locator("#transcript .line.cited").count() >= 1

@@ -283,3 +283,12 @@ def test_real_question_set_counts_and_coverage():
     assert sum(q["lang"] != "en" for q in questions if q["answerable"]) >= 5
     assert kinds["cross-lingual"] >= 5 and kinds["who-said"] >= 5 and kinds["exact-phrase"] >= 5
     assert {q["speaker"] for q in questions if q.get("kind") == "who-said"} >= {"Diane", "Sheila"}
+
+
+def test_chapter_boundaries_are_scored_within_the_tolerance():
+    from earmark_eval.summaries import boundary_scores
+
+    s = boundary_scores([31.0, 75.0, 200.0], [30.0, 80.0, 120.0], tolerance=10)
+    assert (s["precision"], s["recall"]) == (2 / 3, 2 / 3) and abs(s["f1"] - 2 / 3) < 1e-9
+    assert boundary_scores([], [])["f1"] == 1.0  # one recording, one chapter: nothing to find, nothing wrong
+    assert boundary_scores([], [30.0])["recall"] == 0.0

@@ -184,3 +184,11 @@ def test_the_web_api_makes_a_summary_and_serves_it(summarized):
         assert client.get(f"/api/recordings/{'0' * 64}/summary").status_code == 404
         assert client.post(f"/api/recordings/{rid}/summary", content="{}",
                            headers={"content-type": "text/plain"}).status_code == 415
+
+
+def test_ingest_summarize_prints_each_new_recordings_summary(run_cli, tmp_path):
+    lib = tmp_path / "lib"
+    code, out, err = run_cli("--library", lib, "ingest", "--summarize", SAMPLES / "jfk-inaugural-1961-excerpt.flac")
+    assert code == 0, err
+    assert "1 ingested" in out and "chapters:" in out and "[jfk-inaugural-1961-excerpt.flac @ 00:" in out
+    assert len(list((lib / "summaries").glob("*.json"))) == 1

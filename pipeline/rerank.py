@@ -28,13 +28,18 @@ def _none(question: str, hits: list[Hit], llm: AnswerOptions | None = None) -> l
 
 
 def _llm(question: str, hits: list[Hit], llm: AnswerOptions | None = None) -> list[Hit]:
+    from dataclasses import replace
+
     from .answer import format_passages
     from .llm import reply_json
+    from .verify import without_instructions
 
     schema = {"type": "object", "properties": {"order": {
         "type": "array", "items": {"type": "integer", "minimum": 1, "maximum": len(hits)}, "maxItems": len(hits)}},
         "required": ["order"]}
-    reply = reply_json("rerank", schema, llm, passages=format_passages(hits), question=question)
+    # Speech addressed to an AI is not shown to the reranking model either (verify.without_instructions).
+    shown = [replace(h, text=without_instructions(h.text)) for h in hits]
+    reply = reply_json("rerank", schema, llm, passages=format_passages(shown), question=question)
     return by_order(hits, reply.get("order", []))
 
 

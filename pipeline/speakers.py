@@ -163,6 +163,10 @@ class SpeakerByDeed:
         the speaker whose sentence says "LCD display" most plainly for both), so the answering model
         reads the lines and names one of their labels, under a JSON schema that allows only those.
         ``llm``: the AnswerOptions of the model to ask (default: the configured one)."""
+        from .verify import addressed
+
+        # Speech addressed to an AI is not shown to the model (verify.addressed), nor its speaker offered.
+        spans = [s for s, flagged in zip(spans, addressed([s.text for s in spans])) if not flagged]
         labels = list(dict.fromkeys(s.speaker for s in spans if s.speaker))
         if len(labels) < 2:
             return labels[0] if labels else None

@@ -201,6 +201,17 @@ _DIRECTIVE = re.compile(
     re.IGNORECASE)
 
 
+_SENTENCE = re.compile(r"(?<=[.?!\u3002\uff1f\uff01\u2026])\s+")
+
+
+def without_instructions(text: str) -> str:
+    """A passage's text without its sentences that belong to an instruction to an AI (`addressed`), cut
+    at sentence ends: for the prompts that show passages as text (reranking, finding a speaker by deed),
+    where the answer path hides the same sentences by their times (answer.instructions)."""
+    said = [s for s in _SENTENCE.split(text) if s.strip()]
+    return " ".join(s for s, flagged in zip(said, addressed(said)) if not flagged)
+
+
 HEADER_WORDS = 3  # words beside the address itself, at most, in a sentence that only announces an instruction
 
 

@@ -1,5 +1,5 @@
-"""Real Ray nodes on this machine, for the tests and eval/ray_speed.py: `ray start --block` in a process
-group of its own, so a node can be killed whole (its raylet and workers) as a crash would."""
+"""Real Ray nodes on this machine, for the tests and eval/ray_speed.py: `ray start --block` in a session
+of its own, so a node can be killed whole (its raylet, agents and workers) as a crash would."""
 
 from __future__ import annotations
 
@@ -34,11 +34,42 @@ def node(args: list[str], log: Path, cpus: int = 1):
         kill(proc)
 
 
+def running_tasks(proc: subprocess.Popen) -> list[str]:
+    """The tasks a node started by `node` is running now: the titles (`ray::NAME`) Ray gives its worker
+    processes while they run a task (an idle worker is `ray::IDLE`; the node's own agents are
+    `ray::DashboardAgent`, `ray::RuntimeEnvAgent`), found by the node's session (a worker has a process
+    group of its own)."""
+    titles = []
+    for pid in _session(proc):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except (OSError, ProcessLookupError):
+            continue  # (gone since listed)
+        if title.startswith("ray::") and not title.startswith("ray::IDLE") and not title.split()[0].endswith("Agent"):
+            titles.append(title.split()[0])
+    return titles
+
+
+def _session(proc: subprocess.Popen) -> list[int]:
+    """The processes of the session a node was started in: its raylet, agents and workers."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getsid(int(pid)) == proc.pid:
+                pids.append(int(pid))
+        except (OSError, ProcessLookupError):
+            continue  # (gone since listed)
+    return pids
+
+
 def kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """SIGKILL to the whole node at once, as a crash: its session, workers included (each worker runs
+    in a process group of its own, so a kill of the node's group alone leaves them running)."""
+    for pid in _session(proc):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait(30)
 
 

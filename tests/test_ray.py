@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from earmark_eval.ray_nodes import head_args, kill, node, wait_nodes
+from earmark_eval.ray_nodes import head_args, kill, node, running_tasks, wait_nodes
 from earmark_eval.reliability.server import free_port
 
 from .conftest import REAL, SAMPLES
@@ -96,8 +96,11 @@ def test_a_worker_node_killed_mid_ingest_loses_nothing(ray_cluster, local_librar
         env = {**os.environ, "EARMARK_DIARIZE": "0"}
         driver = subprocess.Popen([str(EARMARK), "--library", str(root), "ingest", *map(str, FILES), "--ray",
                                    ray_cluster], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        time.sleep(8)  # the three nodes each run a task (one CPU each, four files)
-        assert driver.poll() is None, "the ingest ended before the node could be killed"
+        # Killed once it runs a task, so that Ray must run that task again elsewhere.
+        deadline = time.monotonic() + 300
+        while not any("transcribe" in t for t in running_tasks(node3)):
+            assert driver.poll() is None and time.monotonic() < deadline, "node 3 ran no task before the ingest ended"
+            time.sleep(0.2)
         kill(node3)
         out, err = driver.communicate(timeout=900)
     assert driver.returncode == 0, err

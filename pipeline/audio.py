@@ -102,16 +102,33 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def check_unchanged(path: Path, sha256: str) -> None:
-    """AudioError unless the file still has the bytes hashed as `sha256` before it was decoded.
+def identity(path: Path) -> tuple[int, ...]:
+    """What changes when a file is written to or replaced (a new inode, or new times and size), whatever
+    its bytes: a file swapped for another and back has its first bytes again, not its first identity."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def check_unchanged(path: Path, sha256: str, since: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """AudioError unless the file still has the bytes hashed as `sha256` (and, given `since`, the
+    identity it had then); returns its identity now.
 
     The hash is the recording's identity and is taken before decoding; a file still being written
     (a recorder, a copy) or replaced meanwhile would be stored under a hash its transcript does not
-    match. Re-reading costs far less than the transcription it guards (SHA-256 runs at hundreds of
-    MB/s); retrying at once would meet a file still growing, so it fails and the next run takes it."""
-    if sha256_file(path) != sha256:
+    match. Checked before decoding and after, with the file's identity unchanged between: the bytes
+    decoded are then the bytes hashed, even for a file replaced by another and back while it was read
+    (its bytes alone would pass). Re-reading costs far less than the transcription it guards (SHA-256
+    runs at hundreds of MB/s); retrying at once would meet a file still growing, so it fails and the
+    next run takes it."""
+    try:
+        before = identity(path)
+        same = sha256_file(path) == sha256 and identity(path) == before and since in (None, before)
+    except OSError:
+        same = False  # (gone, or replaced by something unreadable)
+    if not same:
         raise AudioError(f"{shown(path)}: changed while it was read (still being written, or replaced); "
                          "nothing was stored: ingest it again once it is complete")
+    return before
 
 
 def load(path: str | Path, sha256: str | None = None) -> Audio:

@@ -357,6 +357,7 @@ def transcribe_file(path: Path, sha: str, options: IngestOptions, turns: list | 
     returns the transcript, the seconds spent per stage and when it was recorded (`recorded`, from the
     same ffprobe reading)."""
     report = IngestReport()
+    held = audio_mod.check_unchanged(path, sha)  # the bytes about to be decoded are the ones hashed
     info = audio_mod.probe(path)
     diarizer, failure = None, None
     if not turns and options.diarize:
@@ -388,7 +389,7 @@ def transcribe_file(path: Path, sha: str, options: IngestOptions, turns: list | 
             report.add_time("diarize", time.perf_counter() - t)
         samples = piece.end
         allocator.release()  # what this piece freed goes back to the system, not on to the next piece
-    audio_mod.check_unchanged(path, sha)  # the transcript must be of the bytes `sha` names
+    audio_mod.check_unchanged(path, sha, held)  # and still are: the transcript is of the bytes `sha` names
     model = model_record(options.transcribe)
     if warning := audio_mod.truncation(info, samples / audio_mod.SAMPLE_RATE):
         model["warnings"] = [warning]  # kept with the transcript; the ingest line shows it

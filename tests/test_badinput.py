@@ -65,6 +65,22 @@ def test_a_file_changed_after_hashing_is_refused(tmp_path):
         audio.check_unchanged(f, sha)
 
 
+def test_a_file_swapped_for_another_and_back_while_it_is_read_is_refused(tmp_path):
+    # Its bytes are the ones hashed again when it is checked, but what was decoded between may not be.
+    f, other = tmp_path / "replaced.wav", tmp_path / "other.wav"
+    shutil.copyfile(WAV, f)
+    sha = audio.sha256_file(f)
+    held = audio.check_unchanged(f, sha)
+    for source in (other, WAV):  # another recording, then the first one again, each swapped in whole
+        if source is other:
+            other.write_bytes(b"RIFF" + b"\0" * 4000)
+        shutil.copyfile(source, tmp_path / ".swap")
+        os.replace(tmp_path / ".swap", f)
+    assert audio.sha256_file(f) == sha
+    with pytest.raises(AudioError, match=r"replaced\.wav: changed while it was read"):
+        audio.check_unchanged(f, sha, held)
+
+
 def test_a_video_without_sound_and_an_unreadable_path_are_one_line_errors(tmp_path):
     video = tmp_path / "silent.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=blue:s=64x64:d=1", "-c:v", "mpeg4",

@@ -419,8 +419,10 @@ def own_silence_8h(w: World) -> Outcome:
     """Eight hours of silence (flac of digital zero, small on disk): ingested with flat memory."""
     folder = w.work / "long"
     folder.mkdir(exist_ok=True)
-    minute, hours = folder / "silence-1min.flac", folder / "silence-8h.flac"
-    for path, seconds in ((minute, 60), (hours, 8 * 3600)):
+    # The reference is 59 s: the batch's 60 s of silence has the same bytes as a new minute would, so
+    # that one was skipped as already ingested and its 60 MB measured no ingest at all (stop 27-30 runs).
+    minute, hours = folder / "silence-59s.flac", folder / "silence-8h.flac"
+    for path, seconds in ((minute, 59), (hours, 8 * 3600)):
         if not path.exists():
             ff("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", seconds, "-c:a", "flac", path)
     short = w.earmark("--library", w.library, "ingest", "--no-diarize", minute)
@@ -430,10 +432,11 @@ def own_silence_8h(w: World) -> Outcome:
     w.figures.setdefault("quiet", {})[hours.name] = wpm
     flat = long.peak_rss <= 1.5 * short.peak_rss + 200e6
     problems = _one_line_error(long, (0,)) + ([] if flat else ["memory grew"])
+    problems += [] if "1 ingested" in "\n".join(short.lines) else ["the 59 s reference was not ingested"]
     problems += [] if wpm is not None and wpm <= QUIET_WORDS_PER_MIN else [f"{wpm} words/min"]
     return Outcome(f"8 h of silence ({hours.stat().st_size // 1024} kB flac)",
                    "ok, ≤ 1 word/min, peak RSS flat (≤ 1.5× a 1-minute file's + 200 MB)",
-                   f"{_show(long)} (peak RSS {long.peak_rss / 1e6:.0f} MB, 1 min: {short.peak_rss / 1e6:.0f} MB)",
+                   f"{_show(long)} (peak RSS {long.peak_rss / 1e6:.0f} MB, 59 s: {short.peak_rss / 1e6:.0f} MB)",
                    not problems, ", ".join(problems))
 
 
@@ -513,7 +516,7 @@ def _part(ctx: Context, w: World, outcomes: list[Outcome], batch: Run, seed: Run
                   worst <= QUIET_WORDS_PER_MIN and None not in quiet.values())]
     if rss:
         goals.append(Goal("8 h silence peak RSS", f"{rss['8h'] / 1e6:.0f} MB in {rss['8h_seconds']} s "
-                          f"(1 min: {rss['1min'] / 1e6:.0f} MB)", "flat", rss["8h"] <= 1.5 * rss["1min"] + 200e6))
+                          f"(59 s: {rss['1min'] / 1e6:.0f} MB)", "flat", rss["8h"] <= 1.5 * rss["1min"] + 200e6))
     return Part("badinput", "Bad input: generated broken, odd and hostile files", command("badinput",
                 " --quick" if ctx.quick else ""), goals,
                 details={"outcomes": [o.__dict__ for o in outcomes], "quiet_words_per_min": quiet, "rss": rss,

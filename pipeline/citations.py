@@ -7,6 +7,7 @@ whether one does), widened only while the answer runs on into the next, and quot
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def narrow(library: Library, embedder: Embedder, n: int, hit: Hit, spans: list[S
                                         float(sim_question[best]), span.foreign)):
             continue
         in_time = sorted(spans, key=lambda x: x.start)
-        chosen = _widen(in_time, in_time.index(span), question, answer)
+        chosen = widen(in_time, in_time.index(span), question, answer)
         # Attested only in the other rendering: cite the time that rendering covers.
         also = span.parallel_span if not verify.supports(question, answer, span.evidence) else None
         return citation(library, n, hit, chosen, also)
@@ -71,12 +72,13 @@ def citation(library: Library, n: int, hit: Hit, chosen: list[Span],
     return Citation(n=n, file=hit.file, start=start, end=end, text=text, file_hash=hit.file_hash)
 
 
-def _widen(spans: list[Span], best: int, question: str, answer: str) -> list[Span]:
-    """Add neighbouring sentences while the answer's new words run on into them."""
+def widen(spans: list[Span], best: int, question: str, answer: str,
+          said: Callable[[Span], str] = lambda s: s.evidence) -> list[Span]:
+    """Add neighbouring sentences while the answer's new words run on into them (in ``said`` of each)."""
     lo = hi = best
 
     def support(a: int, b: int) -> float:
-        return verify.novel_support(question, answer, " ".join(s.evidence for s in spans[a:b + 1]))
+        return verify.novel_support(question, answer, " ".join(said(s) for s in spans[a:b + 1]))
     while hi + 1 < len(spans) and support(lo, hi + 1) > support(lo, hi) + 0.1:
         hi += 1
     while lo > 0 and support(lo - 1, hi) > support(lo, hi) + 0.1:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import chapters, verify
+from .citations import widen
 from .config import AnswerOptions, SummaryOptions
 from .embed import Embedder
 from .export import recorded_redactions, redact_transcript
@@ -235,15 +236,7 @@ def _checked(text: str, spans: list[Span], k: int, n: int, file_hash: str, name:
              answer_options: AnswerOptions) -> Point | None:
     """The point as a citation of sentence ``k`` (widened while its words run on into a neighbour), or
     None if that sentence does not bear it out. The citation quotes the words spoken."""
-    lo = hi = k
-
-    def support(a: int, b: int) -> float:
-        return verify.novel_support(ASKED, text, " ".join(s.attests for s in spans[a:b + 1]))
-    while hi + 1 < len(spans) and support(lo, hi + 1) > support(lo, hi) + 0.1:
-        hi += 1
-    while lo > 0 and support(lo - 1, hi) > support(lo, hi) + 0.1:
-        lo -= 1
-    chosen = spans[lo:hi + 1]
+    chosen = widen(spans, k, ASKED, text, lambda s: s.attests)
     evidence = " ".join(s.attests for s in chosen)
     # The sentence it names must say it with the same polarity (verify.NEGATIONS): a small model drops
     # the "not" of "ask not what your country can do for you" and keeps every other word.

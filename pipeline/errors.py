@@ -21,6 +21,10 @@ class LLMError(EarmarkError):
     """The answering model failed or returned something unusable."""
 
 
+class ModelReplyError(LLMError):
+    """The model answered, but not with the JSON it was asked for (a reply cut off at its token limit)."""
+
+
 class ModelNotFound(EarmarkError):
     """A model name is unknown, or the package that carries its weights is not installed."""
 

@@ -27,7 +27,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from .config import AnswerOptions, TranscribeOptions
-from .errors import ConfigError, EarmarkError, LLMError
+from .errors import ConfigError, EarmarkError, LLMError, ModelReplyError
 
 log = logging.getLogger(__name__)
 
@@ -229,12 +229,12 @@ def reply_json(prompt: str, schema: dict, options: AnswerOptions | None = None, 
 
 
 def parse_json(text: str) -> dict:
-    """The JSON object in a model's reply; LLMError if there is none."""
+    """The JSON object in a model's reply; ModelReplyError (an LLMError) if there is none."""
     start, end = text.find("{"), text.rfind("}")
     try:
         return json.loads(text[start:end + 1])
     except (ValueError, json.JSONDecodeError) as e:
-        raise LLMError(f"the model did not return JSON: {text[:120]!r}") from e
+        raise ModelReplyError(f"the model did not return JSON: {text[:120]!r}") from e
 
 
 class FieldStream:

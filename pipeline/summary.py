@@ -30,6 +30,7 @@ from . import chapters, verify
 from .citations import widen
 from .config import AnswerOptions, SummaryOptions
 from .embed import Embedder
+from .errors import ModelReplyError
 from .export import recorded_redactions, redact_transcript
 from .llm import reply_json
 from .records import Citation, Transcript, indexed, mmss
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 ASKED = "What does this recording or part discuss, describe, explain or mention? What do its speakers talk about?"
 TITLE_MIN_WORDS = 3  # a sentence of fewer words is not quoted as a title if a longer one follows
 TITLE_WORDS = 8  # words of a chapter's first sentence quoted as its title when the model's is not borne out
+# Tokens the model may write for a chapter (a title and its points) or a piece of the whole: a point
+# copied from a long sentence runs past the 200 an answer is given, and a cut reply is not JSON.
+REPLY_TOKENS = 400
 # Version of how summaries are made: a stored one made by another version is made again.
 VERSION = 1
 
@@ -200,7 +204,7 @@ def _chapter(n: int, spans: list[Span], file_hash: str, name: str, embedder: Emb
             "type": "object", "required": ["sentence", "text"],
             "properties": {"sentence": {"type": "integer", "minimum": 1, "maximum": len(shown)},
                            "text": {"type": "string"}}}}}}
-    reply = reply_json("chapter", schema, answer_options, sentences=numbered, points=str(options.points))
+    reply = _reply("chapter", schema, answer_options, sentences=numbered, points=str(options.points))
     points = []
     wrote = list({str(p.get("text", "")).strip(): p for p in reply.get("points", [])
                   if isinstance(p, dict) and str(p.get("text", "")).strip()}.values())  # (once each)
@@ -250,6 +254,16 @@ def _checked(text: str, spans: list[Span], k: int, n: int, file_hash: str, name:
     return Point(text, (cited,), evidence)
 
 
+def _reply(prompt: str, schema: dict, answer_options: AnswerOptions, **variables: str) -> dict:
+    """The model's reply to a summary prompt, or {} if it wrote no readable JSON (that part then has no
+    sentences; a model that cannot be reached still fails the summary, in one line)."""
+    try:
+        return reply_json(prompt, schema, replace(answer_options, max_tokens=REPLY_TOKENS), **variables)
+    except ModelReplyError as e:
+        log.warning("%s: %s; that part is left without sentences", prompt, e)
+        return {}
+
+
 SUPPORT_SCHEMA = {"type": "object", "required": ["supported"], "properties": {"supported": {"type": "boolean"}}}
 
 
@@ -260,7 +274,7 @@ def said_so(claim: str, said: str, answer_options: AnswerOptions) -> bool:
     On probes of eval's real recordings it refused a claim the word check let through ("SPEAKER_6 says a
     mobile phone is too complicated" for "like a mobile phone, people might find it easier"); it is
     small (Qwen2.5 1.5B) and let a reversed one through too, so it is a second gate, never the only one."""
-    return reply_json("support", SUPPORT_SCHEMA, answer_options, claim=claim, said=said).get("supported") is True
+    return _reply("support", SUPPORT_SCHEMA, answer_options, claim=claim, said=said).get("supported") is True
 
 
 def _whole(points: list[Point], options: SummaryOptions, answer_options: AnswerOptions) -> tuple[list[Point], int, int]:
@@ -290,7 +304,7 @@ def _overview(points: list[Point], options: SummaryOptions, answer_options: Answ
             "properties": {"points": {"type": "array", "minItems": 1, "items": {
                 "type": "integer", "minimum": 1, "maximum": len(points)}}, "text": {"type": "string"}}}}}}
     numbered = "\n".join(f"[{i}] {p.text}" for i, p in enumerate(points, 1))
-    reply = reply_json("overview", schema, answer_options, points=numbered, sentences=str(options.points))
+    reply = _reply("overview", schema, answer_options, points=numbered, sentences=str(options.points))
     wrote = [s for s in reply.get("summary", []) if isinstance(s, dict) and str(s.get("text", "")).strip()]
     wrote = wrote[:options.points]
     out = []

@@ -192,3 +192,26 @@ def test_ingest_summarize_prints_each_new_recordings_summary(run_cli, tmp_path):
     assert code == 0, err
     assert "1 ingested" in out and "chapters:" in out and "[jfk-inaugural-1961-excerpt.flac @ 00:" in out
     assert len(list((lib / "summaries").glob("*.json"))) == 1
+
+
+def test_a_reply_cut_off_before_its_json_ends_leaves_that_chapter_without_points(monkeypatch):
+    # The model's wording is beside the point: what a summary does with a reply that is not JSON is.
+    from pipeline import summary
+    from pipeline.errors import ModelReplyError
+    from pipeline.records import Segment, Transcript, Word
+
+    def cut(*a, **k):
+        raise ModelReplyError("the model did not return JSON: '{\"title\": \"Speech about\", \"points\": [{'")
+    monkeypatch.setattr(summary, "reply_json", cut)
+    words = tuple(Word(0.5 + 0.4 * i, 0.8 + 0.4 * i, f" {w}", 0.9) for i, w in enumerate("The ship sailed at dawn.".split()))
+    t = Transcript("h", "ship.wav", 3.0, (Segment(0, 0.5, 2.5, "The ship sailed at dawn.", words, "en", -0.2, 0.0, 1.0),),
+                   {}, "2026-12-07T00:00:00+00:00")
+
+    class Flat:
+        name = "flat"
+
+        def embed(self, texts):
+            return np.ones((len(texts), 4), dtype=np.float32) / 2
+    s = summary._make(t, "ship.wav", Flat(), SummaryOptions(), AnswerOptions())
+    assert len(s.chapters) == 1 and s.chapters[0].points == () and s.summary == ()
+    assert s.chapters[0].title == "\u201cThe ship sailed at dawn.\u201d" and s.titles_quoted == 1

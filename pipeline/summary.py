@@ -128,8 +128,7 @@ def summarize(library: Library, embedder: Embedder, sha256: str, options: Summar
     """The recording's summary and chapters: the kept one if it was made from what is there now (and not
     ``again``), else a new one, kept."""
     rec = library.find(sha256)
-    transcript = redact_transcript(library.transcript(sha256), recorded_redactions(library.root, sha256))
-    made_from = _digest(transcript, embedder.name, options, answer_options)
+    transcript, made_from = _source(library, sha256, embedder.name, options, answer_options)
     kept = stored(library, sha256)
     if kept is not None and kept.made_from == made_from and not again:
         return kept
@@ -145,8 +144,7 @@ def current(library: Library, sha256: str, redacted: list[tuple[float, float]] =
     touches the ``redacted`` ranges: a sentence citing one is left out, and a chapter overlapping one
     keeps no title of the model's (an export may redact more than the summary was made without)."""
     kept = stored(library, sha256)
-    transcript = redact_transcript(library.transcript(sha256), recorded_redactions(library.root, sha256))
-    if kept is None or kept.made_from != _digest(transcript, library.embed_model, options, answer_options):
+    if kept is None or kept.made_from != _source(library, sha256, library.embed_model, options, answer_options)[1]:
         return None
 
     def clear(start: float, end: float) -> bool:
@@ -159,10 +157,13 @@ def current(library: Library, sha256: str, redacted: list[tuple[float, float]] =
         for c in kept.chapters))
 
 
-def _digest(transcript: Transcript, embed_model: str, options: SummaryOptions, answer_options: AnswerOptions) -> str:
+def _source(library: Library, sha256: str, embed_model: str, options: SummaryOptions,
+            answer_options: AnswerOptions) -> tuple[Transcript, str]:
+    """The transcript a summary is made from (as exported: redacted) and a digest of all it is made from."""
+    transcript = redact_transcript(library.transcript(sha256), recorded_redactions(library.root, sha256))
     what = [VERSION, transcript.created, [s.text for s in transcript.segments], embed_model,
             answer_options.llm, answer_options.model, asdict(options)]
-    return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:16]
+    return transcript, hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:16]
 
 
 def _make(transcript: Transcript, name: str, embedder: Embedder, options: SummaryOptions,
@@ -170,9 +171,11 @@ def _make(transcript: Transcript, name: str, embedder: Embedder, options: Summar
     spans = _sentences(transcript)
     if not spans:  # silence, noise, music: nothing was said, so nothing is summarised
         return Summary(transcript.file_hash, name, (), (), 0, 0)
-    parts = chapters.split(spans, embedder.embed([s.said for s in spans]), options)
-    made = [_chapter(n, part, transcript.file_hash, name, embedder, options, answer_options)
-            for n, part in enumerate(parts, 1)]
+    vectors = embedder.embed([s.said for s in spans])
+    parts = chapters.split(spans, vectors, options)
+    starts = np.cumsum([0] + [len(p) for p in parts])
+    made = [_chapter(n, part, vectors[a:a + len(part)], transcript.file_hash, name, options, answer_options)
+            for n, (part, a) in enumerate(zip(parts, starts), 1)]
     chaps = tuple(c for c, _, _, _ in made)
     written, dropped = sum(m[1] for m in made), sum(m[2] for m in made)
     points = [p for c in chaps for p in c.points]
@@ -194,11 +197,11 @@ def _sentences(transcript: Transcript) -> list[Span]:
     return out
 
 
-def _chapter(n: int, spans: list[Span], file_hash: str, name: str, embedder: Embedder, options: SummaryOptions,
+def _chapter(n: int, spans: list[Span], vectors: np.ndarray, file_hash: str, name: str, options: SummaryOptions,
              answer_options: AnswerOptions) -> tuple[Chapter, int, int, bool]:
     """Chapter ``n`` of the recording with its title and checked points; how many points the model
     wrote for it, how many of them were dropped, and whether its title was borne out."""
-    shown = _central(spans, embedder, options.shown)
+    shown = _central(spans, vectors, options.shown)
     numbered = "\n".join(f"[{i}] ({mmss(s.start)}) {s.evidence}" + (f" (machine translation: {s.parallel})"
                                                                     if s.parallel else "")
                          for i, s in enumerate(shown, 1))
@@ -230,12 +233,12 @@ def _chapter(n: int, spans: list[Span], file_hash: str, name: str, embedder: Emb
     return chapter, len(wrote[:options.points]), len(wrote[:options.points]) - len(points), title_ok
 
 
-def _central(spans: list[Span], embedder: Embedder, most: int) -> list[Span]:
+def _central(spans: list[Span], vecs: np.ndarray, most: int) -> list[Span]:
     """At most ``most`` sentences of a chapter, in time order: those closest to what the whole chapter
-    says (the mean of its sentences' vectors), so a long chapter is read by its gist, within the context."""
+    says (the mean of its sentences' vectors, embedded once for the chapters), so a long chapter is read
+    by its gist, within the context."""
     if len(spans) <= most:
         return spans
-    vecs = embedder.embed([s.said for s in spans])
     keep = sorted(np.argsort(-(vecs @ vecs.mean(0)))[:most])
     return [spans[i] for i in keep]
 

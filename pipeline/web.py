@@ -169,6 +169,7 @@ class _State:
     stopping: threading.Event = field(default_factory=threading.Event)  # set on shutdown: asks and ingest stop
     uploads: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(UPLOADS_AT_ONCE))
     summaries: dict[str, str] = field(default_factory=dict)  # id -> "making", or why making it failed
+    summaries_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def shutdown(self) -> None:
         """Stop what runs in the background so the process can exit now (SIGTERM), not after the ingest."""
@@ -293,13 +294,14 @@ def make_summary(st: State, rid: RecordingId) -> dict:
     """Start making the recording's summary and chapters (GET the same address for it); one recording at
     a time: while another's is being made, 503 with Retry-After."""
     st.reader.call(lambda lib, _: _recording(lib, rid))
-    making = [r for r, s in st.summaries.items() if s == "making"]
-    if making and rid not in making:
-        raise HTTPException(503, "a summary of another recording is being made; retry when it is done",
-                            headers={"Retry-After": "30"})
-    if not making:
-        st.summaries[rid] = "making"
-        st.summarizer.submit(lambda lib, emb: _summarize(st, lib, emb, rid))
+    with st.summaries_lock:  # (two POSTs at once start one summary)
+        making = [r for r, s in st.summaries.items() if s == "making"]
+        if making and rid not in making:
+            raise HTTPException(503, "a summary of another recording is being made; retry when it is done",
+                                headers={"Retry-After": "30"})
+        if not making:
+            st.summaries[rid] = "making"
+            st.summarizer.submit(lambda lib, emb: _summarize(st, lib, emb, rid))
     return {"status": "making"}
 
 

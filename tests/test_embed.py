@@ -52,3 +52,61 @@ def test_e5_embeds_many_passages_in_small_batches_with_the_same_vectors_in_order
     vecs = e5.embed(texts)
     assert calls == [e5.batch_size, e5.batch_size, 3]
     assert vecs.shape == whole.shape and np.allclose(vecs, whole, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the MiniLM judge, without torch
+
+
+def test_the_judge_runs_on_onnxruntime_with_the_vectors_sentence_transformers_gives():
+    """The judge's thresholds were set on sentence-transformers' vectors: the ONNX export must give the
+    same ones, for short, empty, batched (padded) and over-long (cut at 256 tokens) texts alike."""
+    from sentence_transformers import SentenceTransformer
+
+    from pipeline.embed import OnnxEmbedder
+    from pipeline.models import embedder_path
+
+    judge = load(EmbedOptions(model="all-MiniLM-L6-v2"))
+    assert isinstance(judge, OnnxEmbedder) and judge.dim == 384
+    texts = ["Where does the first speaker on the call live?", "Also, I'm in New Jersey now though.", "",
+             "The sand is white. " * 120] + [f"Sentence {i} of a batch larger than one." for i in range(40)]
+    reference = SentenceTransformer(str(embedder_path("all-MiniLM-L6-v2")), device="cpu").encode(
+        texts, normalize_embeddings=True, convert_to_numpy=True)
+    vecs = judge.embed(texts)
+    assert vecs.shape == reference.shape and vecs.dtype == np.float32
+    assert np.abs(vecs - reference).max() < 1e-5
+    assert np.abs(judge.embed_query(texts[0]) - reference[0]).max() < 1e-5
+    assert judge.embed([]).shape == (0, 384)
+
+
+def test_a_fresh_process_loads_the_judge_without_importing_torch():
+    """What a cold `earmark ask` pays for the judge: no torch, no sentence-transformers (4.6 of its
+    13.8 s before, eval/results/cli-speed). The export exists by now (the test above made it if needed)."""
+    import subprocess
+    import sys
+
+    load(EmbedOptions(model="all-MiniLM-L6-v2"))
+    code = ("import sys; from pipeline.embed import load; from pipeline.config import EmbedOptions; "
+            "v = load(EmbedOptions(model='all-MiniLM-L6-v2')).embed_query('hello'); "
+            "print(len(v), [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "384 []"
+
+
+def test_a_model_the_graph_cannot_compute_stays_on_sentence_transformers(tmp_path):
+    """Only a Transformer with mean pooling and unit length is exported; a CLS-pooled model is not."""
+    import json
+    import shutil
+
+    from pipeline.models import embedder_path
+    from pipeline.onnx_convert import exportable
+
+    source = embedder_path("all-MiniLM-L6-v2")
+    assert exportable(source)
+    copy = tmp_path / "cls-pooled"
+    shutil.copytree(source, copy)
+    pooling = json.loads((copy / "1_Pooling" / "config.json").read_text())
+    (copy / "1_Pooling" / "config.json").write_text(json.dumps(
+        {**pooling, "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}))
+    assert not exportable(copy)
+    assert not exportable(tmp_path)  # no model at all
+    assert type(load(EmbedOptions(model=str(copy)))).__name__ == "Embedder"  # sentence-transformers

@@ -52,7 +52,9 @@ def export(model_dir: Path, out: IO[bytes]) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # its "Loading weights" bar is noise on a user's first question
     encoder = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
 
     class MeanPooled(torch.nn.Module):

@@ -145,7 +145,11 @@ def _onnx(options: EmbedOptions) -> OnnxEmbedder | None:
     tokenizer.enable_truncation(max_tokens(source))
     tokenizer.enable_padding()  # to the batch's longest, where the packaged file pads every text to 128
     log.info("loading embedder %s from %s (onnxruntime)", options.model, graph)
-    session = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    settings = onnxruntime.SessionOptions()
+    # onnxruntime's threads spin for a while after each call by default, waiting for the next: between
+    # the judge's calls the answering model (llama.cpp, on the same cores) generates, and lost time to them.
+    settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(str(graph), settings, providers=["CPUExecutionProvider"])
     return OnnxEmbedder(name=options.model, model=session, batch_size=options.batch_size, tokenizer=tokenizer,
                         width=embedder_spec(options.model).dim)
 

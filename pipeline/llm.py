@@ -58,8 +58,12 @@ def _llama(model_path: str, n_ctx: int, n_threads: int):
         (about 150 tokens) and read a 600-token prompt as fast as llama.cpp's default 512 here (8.0–8.5 s
         against 8.9–9.7 s on 2 cores; 64: 9.1–9.4 s)."""
 
+        capturing = False  # set by _prompt_tokens: the next prompt is only wanted as tokens
+
         def generate(self, tokens, *args, **kwargs):
             tokens = list(tokens)
+            if self.capturing:
+                raise _Prompt(tokens)
             shared = 0
             for a, b in zip(self._input_ids, tokens):
                 if a != b:
@@ -72,8 +76,85 @@ def _llama(model_path: str, n_ctx: int, n_threads: int):
             return super().generate(tokens, *args, **kwargs)
 
     log.info("loading %s", model_path)
-    return AlignedLlama(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, n_batch=N_BATCH, seed=0,
-                        verbose=False)
+    llama = AlignedLlama(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, n_batch=N_BATCH, seed=0,
+                         verbose=False)
+    _restore_prefix(llama, model_path, n_threads)
+    return llama
+
+
+class _Prompt(Exception):
+    """Raised instead of generating, carrying the prompt's tokens (_prompt_tokens)."""
+
+    def __init__(self, tokens: list[int]):
+        super().__init__("prompt tokens")
+        self.tokens = tokens
+
+
+def _prompt_tokens(llama, messages: list[dict]) -> list[int]:
+    """The tokens llama-cpp-python reads for a chat prompt, through its own chat template and tokenizer
+    (so they are exactly those of a real call), without reading any of them."""
+    llama.capturing = True
+    try:
+        llama.create_chat_completion(messages=messages, max_tokens=1)
+    except _Prompt as p:
+        return p.tokens
+    finally:
+        llama.capturing = False
+    return []
+
+
+def _restore_prefix(llama, model_path: str, n_threads: int) -> None:
+    """Start the model with the answer prompt's fixed beginning already read.
+
+    Every answer prompt begins with the same instructions (prompts/answer.toml, about 150 tokens); a
+    process that starts from nothing (`earmark ask`) read them again each time, about two seconds on
+    2 cores. Their model state is kept in the models dir after the first read and loaded here in
+    milliseconds. Only whole batches are kept (AlignedLlama), so the state is the one a fresh model
+    computes for those tokens and answers are unchanged; a state that does not load, or a prompt that
+    no longer begins with its tokens, only costs the time saved.
+    """
+    import ctypes
+    import hashlib
+
+    import llama_cpp
+
+    from . import prompts
+    from .config import default_models_dir
+    from .store import write_atomic
+
+    def rendered(passages: str, question: str) -> list[int]:
+        messages = prompts.load("answer").format_messages(passages=passages, question=question)
+        return _prompt_tokens(llama, [{"role": _ROLES.get(m.type, "user"), "content": m.content} for m in messages])
+
+    a, b = rendered("[1] a.wav 00:00-00:01: Yes.", "Who?"), rendered("[1] b.mp3 01:00-01:09: No, never.", "When?")
+    shared = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    tokens = a[:shared // N_BATCH * N_BATCH]
+    if not tokens:
+        return
+    stat = os.stat(model_path)
+    key = hashlib.sha256(json.dumps([os.path.basename(model_path), stat.st_size, stat.st_mtime_ns, n_threads,
+                                     llama.n_ctx(), N_BATCH, llama_cpp.__version__, tokens]).encode()).hexdigest()
+    path = default_models_dir() / f"{os.path.basename(model_path)}.prefix-{key[:16]}.state"
+    ctx = llama._ctx.ctx
+    try:
+        data = path.read_bytes()
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if llama_cpp.llama_state_set_data(ctx, buffer, len(data)) == len(data):
+            llama.input_ids[:len(tokens)] = tokens
+            llama.n_tokens = len(tokens)
+            log.info("answer prompt's first %d tokens restored from %s", len(tokens), path)
+            return
+    except OSError:
+        pass
+    llama.reset()
+    llama.eval(tokens)
+    size = llama_cpp.llama_state_get_size(ctx)
+    buffer = (ctypes.c_uint8 * size)()
+    n = llama_cpp.llama_state_get_data(ctx, buffer, size)
+    try:
+        write_atomic(path, bytes(buffer[:n]))
+    except OSError as e:  # a read-only cache: every start reads the prefix itself, as before
+        log.info("could not keep the answer prompt's state in %s: %s", path, e)
 
 
 class ChatLlamaCpp(BaseChatModel):

@@ -1,0 +1,62 @@
+"""The answer prompt's fixed beginning is read once and kept (llm._restore_prefix): a process that
+starts from nothing (`earmark ask`) begins with it already read, and answers exactly as a model that
+read the whole prompt itself. Real model, real processes: the point is what a cold start pays."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CODE = r"""
+import json, sys
+from pipeline import llm, prompts
+from pipeline.answer import answer_schema
+from pipeline.config import AnswerOptions
+
+if sys.argv[1] == "without":
+    llm._restore_prefix = lambda *args: None
+options = AnswerOptions()
+model = llm.chat_model(options)
+llama = llm._llama(model.model_path, model.n_ctx, model.n_threads)
+read_at_start = llama.n_tokens
+messages = prompts.load("answer").format_messages(
+    passages="[1] jfk-inaugural-1961-excerpt.flac 00:03-00:11: And so, my fellow Americans, ask not what your "
+             "country can do for you, ask what you can do for your country.",
+    question="What did Kennedy ask Americans to do?")
+reply = llm.structured(model, options.llm, answer_schema(1)).invoke(messages).content
+print(json.dumps({"read_at_start": read_at_start, "reply": reply}))
+"""
+
+
+def _run(how: str) -> tuple[dict, str]:
+    done = subprocess.run([sys.executable, "-c", CODE, how], capture_output=True, text=True, check=True,
+                          env={**os.environ, "EARMARK_LOG": "INFO"})
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def test_a_cold_start_finds_the_prompt_start_read_and_answers_the_same():
+    models = Path(os.environ["EARMARK_MODELS_DIR"])
+    for old in models.glob("*.prefix-*.state"):
+        old.unlink()
+    first, _ = _run("with")  # reads the prompt's start itself, and keeps its state
+    kept = list(models.glob("*.prefix-*.state"))
+    assert len(kept) == 1 and kept[0].stat().st_size > 0
+    again, _ = _run("with")  # a new process: starts with it read
+    plain, _ = _run("without")  # a model that reads every prompt from its first token
+    assert plain["read_at_start"] == 0
+    assert first["read_at_start"] == again["read_at_start"] >= 128  # whole batches of the fixed instructions
+    assert json.loads(first["reply"]) == json.loads(again["reply"]) == json.loads(plain["reply"])
+    assert "ask what you can do for your country" in json.loads(plain["reply"])["answer"].lower()
+
+
+def test_a_state_that_does_not_load_is_made_again():
+    """A truncated or foreign state file is not trusted: the prompt's start is read again and kept anew."""
+    models = Path(os.environ["EARMARK_MODELS_DIR"])
+    _run("with")
+    (state,) = models.glob("*.prefix-*.state")
+    state.write_bytes(state.read_bytes()[:1000])
+    broken, _ = _run("with")
+    plain, _ = _run("without")
+    assert json.loads(broken["reply"]) == json.loads(plain["reply"])
+    assert state.stat().st_size > 1000  # written whole again

@@ -78,7 +78,11 @@ def _llama(model_path: str, n_ctx: int, n_threads: int):
     log.info("loading %s", model_path)
     llama = AlignedLlama(model_path=model_path, n_ctx=n_ctx, n_threads=n_threads, n_batch=N_BATCH, seed=0,
                          verbose=False)
-    _restore_prefix(llama, model_path, n_threads)
+    try:
+        _restore_prefix(llama, model_path, n_threads)
+    except Exception:  # a saving of time only: a model that cannot be primed still answers, from scratch
+        log.warning("could not prime the model with the answer prompt's start", exc_info=True)
+        llama.reset()
     return llama
 
 

@@ -16,6 +16,10 @@ from pipeline.config import AnswerOptions
 
 if sys.argv[1] == "without":
     llm._restore_prefix = lambda *args: None
+if sys.argv[1] == "broken":  # priming fails (a chat template it cannot render, say): answering must not
+    def fail(*args):
+        raise RuntimeError("cannot render the template")
+    llm._prompt_tokens = fail
 options = AnswerOptions()
 model = llm.chat_model(options)
 llama = llm._llama(model.model_path, model.n_ctx, model.n_threads)
@@ -60,3 +64,10 @@ def test_a_state_that_does_not_load_is_made_again():
     plain, _ = _run("without")
     assert json.loads(broken["reply"]) == json.loads(plain["reply"])
     assert state.stat().st_size > 1000  # written whole again
+
+
+def test_a_model_that_cannot_be_primed_still_answers_the_same():
+    failed, log = _run("broken")
+    plain, _ = _run("without")
+    assert failed["read_at_start"] == 0 and "could not prime" in log
+    assert json.loads(failed["reply"]) == json.loads(plain["reply"])

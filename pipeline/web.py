@@ -1,8 +1,10 @@
 """`earmark serve`: a local web page and JSON API over a library. Like the CLI, an edge: every route
-calls the same library functions (search, ask, ingest, clip); none holds pipeline logic.
+calls the same library functions (search, ask, ingest, clip); none holds pipeline logic. This module
+builds the app and holds the routes of recordings, search, asks and ingest; summaries' are in
+web_summary.py, and what routes share (workers, state, the token check, the router) in web_state.py.
 
 The catalog is one SQLite connection per thread and the answerer one llama.cpp model, so library work
-runs on worker threads that each own a Library handle (`_Worker`): one reads (recordings, search,
+runs on worker threads that each own a Library handle (`Worker`): one reads (recordings, search,
 transcripts, clips), one answers questions (a slow ask never holds up a search), one ingests. Who may
 call the API is checked before any route (web_guard.py); background jobs and the ask queue are
 bounded (web_jobs.py).
@@ -10,8 +12,6 @@ bounded (web_jobs.py).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import queue
@@ -21,32 +21,29 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi import Path as PathParam
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
-from .config import AnswerOptions, EmbedOptions, ServeOptions
+from . import web_summary
+from .config import AnswerOptions, ServeOptions
 from .errors import ConfigError, CustodyError, EarmarkError, LLMError, QueryError, RangeError
 from .web_guard import Guard, allowed_hosts, bind_allowed
-from .web_jobs import PARTIAL, AskQueue, AskTicket, Busy, IngestJob, Jobs, Stopped, finish_upload, inside, \
-    leftover_uploads
+from .web_jobs import PARTIAL, AskQueue, AskTicket, Busy, IngestJob, Stopped, finish_upload, inside, leftover_uploads
+from .web_state import UPLOADS_AT_ONCE, RecordingId, ServerState, State, Worker, api_router, recording_or_404
 
 log = logging.getLogger(__name__)
 
+router = api_router()
+
 STATIC = Path(__file__).parent / "static"
-SHA256 = r"^[0-9a-f]{64}$"  # a recording id; nothing else from a request names a recording
 MAX_UPLOAD = 500 * 1024 * 1024  # bytes; a larger upload is refused with 413
-UPLOADS_AT_ONCE = 2  # uploads being received at once; one more is told 503 (a slow client holds a slot)
 UPLOAD_SECONDS = 600  # an upload still arriving after this is cut off with 408 (a slow-loris client)
 
 
@@ -63,33 +60,6 @@ def serve(library_dir: Path, embed_model: str | None, options: ServeOptions) -> 
     # gives streaming answers 5 s to end before SIGTERM closes them.
     uvicorn.run(app, host=options.host, port=options.port, log_level="info", limit_concurrency=256,
                 timeout_graceful_shutdown=5)
-
-
-class _Worker:
-    """One thread that owns a Library and an embedder; `call(fn)` runs fn(library, embedder) there."""
-
-    def __init__(self, library_dir: Path, embed_model: str | None, name: str):
-        self.library_dir, self.embed_model = Path(library_dir), embed_model
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._opened = None
-
-    def _open(self):
-        if self._opened is None:
-            from .embed import load as load_embedder
-            from .store import Library
-
-            lib = Library(self.library_dir, self.embed_model)
-            self._opened = (lib, load_embedder(EmbedOptions(model=lib.embed_model)))
-        return self._opened
-
-    def submit(self, fn: Callable):
-        return self.pool.submit(lambda: fn(*self._open()))
-
-    def call(self, fn: Callable):
-        return self.submit(fn).result()
-
-    def stop(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Question(BaseModel):
@@ -121,9 +91,9 @@ def _answer_json(lib, answer) -> dict:
 def create_app(library_dir: Path, embed_model: str | None = None,
                options: ServeOptions = ServeOptions()) -> FastAPI:
     """The earmark web app over one library; with a token, every /api request must carry it."""
-    st = _State(Path(library_dir), options, _Worker(library_dir, embed_model, "earmark-library"),
-                _Worker(library_dir, embed_model, "earmark-ask"), _Worker(library_dir, embed_model, "earmark-ingest"),
-                _Worker(library_dir, embed_model, "earmark-summary"),
+    st = ServerState(Path(library_dir), options, Worker(library_dir, embed_model, "earmark-library"),
+                Worker(library_dir, embed_model, "earmark-ask"), Worker(library_dir, embed_model, "earmark-ingest"),
+                Worker(library_dir, embed_model, "earmark-summary"),
                 asks=AskQueue(options.ask_queue), roots=[Path(r).resolve() for r in options.ingest_roots])
 
     @asynccontextmanager
@@ -145,59 +115,10 @@ def create_app(library_dir: Path, embed_model: str | None = None,
     app.state.earmark = st
     app.add_exception_handler(EarmarkError, _earmark_error)
     app.include_router(router)
+    app.include_router(web_summary.router)
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="page")
     app.add_middleware(Guard, hosts=allowed_hosts(options.host, options.allowed_hosts))
     return app
-
-
-@dataclass
-class _State:
-    """What the routes share: the library's workers, the settings, the ingest jobs and the ask queue."""
-
-    library_dir: Path
-    options: ServeOptions
-    reader: _Worker  # catalog, search, transcripts, clips
-    answerer: _Worker  # asks, one at a time (the model is one llama.cpp context)
-    ingester: _Worker  # ingest jobs
-    # Summaries, one at a time. Each of its model calls takes the model between two asks (llm.py's
-    # lock), so a question waits for one chapter's call, not for a whole hour's summary.
-    summarizer: _Worker
-    asks: AskQueue
-    roots: list[Path]  # resolved --ingest-root folders
-    jobs: Jobs = field(default_factory=Jobs)
-    verified: dict[str, tuple] = field(default_factory=dict)  # sha -> (size, mtime) of an original found intact
-    stopping: threading.Event = field(default_factory=threading.Event)  # set on shutdown: asks and ingest stop
-    uploads: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(UPLOADS_AT_ONCE))
-    summaries: dict[str, str] = field(default_factory=dict)  # id -> "making", or why making it failed
-    summaries_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def shutdown(self) -> None:
-        """Stop what runs in the background so the process can exit now (SIGTERM), not after the ingest."""
-        self.stopping.set()
-        for w in (self.reader, self.answerer, self.ingester, self.summarizer):
-            w.stop()
-
-
-def _state(request: Request) -> _State:
-    return request.app.state.earmark
-
-
-def _authorized(request: Request) -> None:
-    """With a token: `Authorization: Bearer T`, or the page's same-site cookie (an <audio> sends no headers).
-    Both sides are hashed before the constant-time comparison, so not even the token's length leaks."""
-    token = _state(request).options.token
-    if not token:
-        return
-    header = request.headers.get("authorization", "")
-    given = header[7:] if header.lower().startswith("bearer ") else request.cookies.get("earmark_token", "")
-    if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), hashlib.sha256(token.encode()).digest()):
-        raise HTTPException(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'",
-                            headers={"WWW-Authenticate": "Bearer"})
-
-
-router = APIRouter(prefix="/api", dependencies=[Depends(_authorized)])
-State = Annotated[_State, Depends(_state)]
-RecordingId = Annotated[str, PathParam(pattern=SHA256, description="the recording's SHA-256")]
 
 
 def _earmark_error(request: Request, e: EarmarkError) -> JSONResponse:
@@ -207,18 +128,11 @@ def _earmark_error(request: Request, e: EarmarkError) -> JSONResponse:
     return JSONResponse({"detail": str(e)}, status_code=status)
 
 
-def _recording(lib, sha: str):
-    rec = lib.recording(sha)
-    if rec is None:
-        raise HTTPException(404, f"no recording {sha[:12]}… in this library")
-    return rec
-
-
 def _intact_original(lib, verified: dict, sha: str) -> Path:
     """The original's path, re-hashed only when its size or mtime moved since it was last checked."""
     from .custody import require_intact
 
-    rec = _recording(lib, sha)
+    rec = recording_or_404(lib, sha)
     path = Path(rec.path)
     stat = path.stat() if path.is_file() else None
     key = (stat.st_size, stat.st_mtime_ns) if stat else None
@@ -238,7 +152,7 @@ def recordings(st: State) -> dict:
 def transcript(st: State, rid: RecordingId) -> dict:
     """The recording's transcript: segments with times, words and speakers."""
     def run(lib, _):
-        _recording(lib, rid)
+        recording_or_404(lib, rid)
         return {"id": rid, **lib.transcript(rid).to_dict()}
     return st.reader.call(run)
 
@@ -258,7 +172,7 @@ def clip(st: State, rid: RecordingId, start: float = Query(..., ge=0), end: floa
     folder = Path(tempfile.mkdtemp(prefix="earmark-clip-"))
     try:
         def run(lib, _):
-            rec = _recording(lib, rid)
+            rec = recording_or_404(lib, rid)
             out = folder / f"{Path(rec.file_name).stem}-{start:.2f}-{end:.2f}.wav"
             return out, cut(lib, rec, start, end, out)
         out, manifest = st.reader.call(run)
@@ -268,53 +182,6 @@ def clip(st: State, rid: RecordingId, start: float = Query(..., ge=0), end: floa
     return FileResponse(out, media_type="audio/wav", filename=out.name,
                         headers={"X-Earmark-Clip-Sha256": manifest["clip_sha256"]},
                         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
-
-
-@router.get("/recordings/{rid}/summary", responses={202: {"description": "being made"}})
-def summary(st: State, rid: RecordingId):
-    """The recording's cited summary and chapters (as `earmark summary --json`, with "status": "done")
-    if one was made from its transcript as it is now; else 202 while one is being made, 404 if none."""
-    from .summary import current
-
-    def run(lib, _):
-        _recording(lib, rid)
-        return current(lib, rid)
-    kept = st.reader.call(run)
-    if kept is not None:
-        return {"status": "done", **kept.to_json()}
-    state = st.summaries.get(rid)
-    if state == "making":
-        return JSONResponse({"status": "making"}, status_code=202)
-    raise HTTPException(404, f"no summary of this recording: {state}" if state else
-                        "no summary of this recording yet: POST to this address to make one")
-
-
-@router.post("/recordings/{rid}/summary", status_code=202)
-def make_summary(st: State, rid: RecordingId) -> dict:
-    """Start making the recording's summary and chapters (GET the same address for it); one recording at
-    a time: while another's is being made, 503 with Retry-After."""
-    st.reader.call(lambda lib, _: _recording(lib, rid))
-    with st.summaries_lock:  # (two POSTs at once start one summary)
-        making = [r for r, s in st.summaries.items() if s == "making"]
-        if making and rid not in making:
-            raise HTTPException(503, "a summary of another recording is being made; retry when it is done",
-                                headers={"Retry-After": "30"})
-        if not making:
-            st.summaries[rid] = "making"
-            st.summarizer.submit(lambda lib, emb: _summarize(st, lib, emb, rid))
-    return {"status": "making"}
-
-
-def _summarize(st: _State, lib, emb, rid: str) -> None:
-    from .config import SummaryOptions
-    from .summary import summarize
-
-    try:
-        summarize(lib, emb, rid, SummaryOptions())
-        st.summaries.pop(rid, None)
-    except Exception as e:  # (told to the page through GET; the traceback goes to the log)
-        log.exception("summary of %s failed", rid[:12])
-        st.summaries[rid] = str(e) if isinstance(e, EarmarkError) else f"unexpected {type(e).__name__}: {e}"
 
 
 @router.get("/ping")
@@ -391,7 +258,7 @@ def _version() -> str:
     return __version__
 
 
-def _server_path(st: _State, given: str) -> Path:
+def _server_path(st: ServerState, given: str) -> Path:
     """A path a client asked to ingest, if it lies under an ingest root; refused alike whether or not it
     exists outside them, so the answer tells nothing about the server's files."""
     if not st.roots:
@@ -406,7 +273,7 @@ def _server_path(st: _State, given: str) -> Path:
     return path
 
 
-def _answer(st: _State, lib, emb, body: Question, ticket: AskTicket, lines: queue.Queue) -> None:
+def _answer(st: ServerState, lib, emb, body: Question, ticket: AskTicket, lines: queue.Queue) -> None:
     """Run ask() for one request on the answering thread, putting NDJSON events on `lines`."""
     from .answer import ask as run_ask
     from .llm import FieldStream
@@ -446,7 +313,7 @@ def _lines(lines: queue.Queue, ticket: AskTicket) -> Iterator[bytes]:
         ticket.gone.set()
 
 
-async def _save_upload(st: _State, request: Request, folder: Path) -> Path:
+async def _save_upload(st: ServerState, request: Request, folder: Path) -> Path:
     """Store the multipart `file` in folder, written under a partial name and renamed once whole; a
     sanitised base name only. 413 past MAX_UPLOAD, 503 past UPLOADS_AT_ONCE, 408 past UPLOAD_SECONDS."""
     import asyncio
@@ -481,7 +348,7 @@ async def _save_upload(st: _State, request: Request, folder: Path) -> Path:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _run_ingest(st: _State, lib, embedder, job: IngestJob) -> None:
+def _run_ingest(st: ServerState, lib, embedder, job: IngestJob) -> None:
     """Ingest a job's files, recording each result on the job as it finishes; files reached through a
     link out of the ingest roots are refused, each in its own line."""
     from .ingest import discover, ingest
@@ -515,7 +382,7 @@ def _run_ingest(st: _State, lib, embedder, job: IngestJob) -> None:
     finish_upload(job)
 
 
-def _warm(st: _State) -> None:
+def _warm(st: ServerState) -> None:
     """Load, in the background, what the first search and the first ask would otherwise wait for: the
     search embedder's first query, the judge and the answering model (measured in eval/cli_speed.py)."""
     from .config import AnswerOptions, EmbedOptions
@@ -530,7 +397,7 @@ def _warm(st: _State) -> None:
     st.answerer.submit(answerer)
 
 
-def _start_watching(st: _State) -> threading.Thread | None:
+def _start_watching(st: ServerState) -> threading.Thread | None:
     """`serve --watch`: the watcher runs in a thread of its own; its passes run on the ingest worker,
     one after another with upload jobs, and stop with the server."""
     if not st.options.watch:
@@ -553,7 +420,7 @@ def _start_watching(st: _State) -> threading.Thread | None:
     return thread
 
 
-def _resume_uploads(st: _State) -> None:
+def _resume_uploads(st: ServerState) -> None:
     """On start: clear half-written uploads and queue the whole ones no recording comes from yet."""
     # Only an indexed recording is finished: one killed mid-index is "transcribed" and resumes too.
     known = st.reader.call(lambda lib, _: {r.path for r in lib.recordings() if r.status == "indexed"})

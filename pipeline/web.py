@@ -92,9 +92,10 @@ def create_app(library_dir: Path, embed_model: str | None = None,
                options: ServeOptions = ServeOptions()) -> FastAPI:
     """The earmark web app over one library; with a token, every /api request must carry it."""
     st = ServerState(Path(library_dir), options, Worker(library_dir, embed_model, "earmark-library"),
-                Worker(library_dir, embed_model, "earmark-ask"), Worker(library_dir, embed_model, "earmark-ingest"),
-                Worker(library_dir, embed_model, "earmark-summary"),
-                asks=AskQueue(options.ask_queue), roots=[Path(r).resolve() for r in options.ingest_roots])
+                     Worker(library_dir, embed_model, "earmark-ask"),
+                     Worker(library_dir, embed_model, "earmark-ingest"),
+                     Worker(library_dir, embed_model, "earmark-summary"),
+                     asks=AskQueue(options.ask_queue), roots=[Path(r).resolve() for r in options.ingest_roots])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

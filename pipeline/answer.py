@@ -65,7 +65,7 @@ def ask(library: Library, embedder: Embedder, question: str, options: AnswerOpti
         search_options: SearchOptions | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
     """Answer a question from the library, with verified citations, or say that nothing was found."""
     custody.log_question(library, question)  # only if the library or EARMARK_AUDIT_QUESTIONS asks for it
-    search_options = replace(search_options or SearchOptions(), k=options.k, llm=options)
+    search_options = replace(search_options or SearchOptions(), k=options.k, llm=options, for_model=True)
     answer = _ask(library, embedder, question, options, search_options, on_token)
     asked = speakers.named(question)
     if not answer.found and search_options.by_speaker and isinstance(asked, speakers.SpeakerByDeed):

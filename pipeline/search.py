@@ -29,6 +29,7 @@ from .records import Hit, during, indexed
 from .rerank import rerank
 from .sentences import sentences
 from .store import Library
+from .text import STOPWORDS
 
 MODES = ("hybrid", "dense", "lexical")
 RRF_K = 60  # the constant of reciprocal rank fusion; 60 is the value from the paper, rarely worth tuning
@@ -50,6 +51,9 @@ class SearchOptions:
     by_speaker: bool = True
     # The model search asks, to rerank (`rerank="llm"`) and to name the speaker of a deed: ask's own.
     llm: AnswerOptions = AnswerOptions()
+    # Ranked for a model to read (ask): speech addressed to an AI (verify.addressed) counts for nothing
+    # in the ranking, as it is never shown to the model. A person searching sees it ranked as said.
+    for_model: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,13 +140,59 @@ def said_by_doer(library: Library, embedder: Embedder, query: str, asked: speake
 def _ranked(library: Library, embedder: Embedder, query: str, options: SearchOptions, scope: Scope) -> list[Hit]:
     """The passages most relevant to the query in the chosen mode, best first."""
     pool = max(POOL, options.k)
+    vector = embedder.embed_query(query) if options.mode != "lexical" else None
+    dense_hits = _dense(library, vector, pool, scope) if vector is not None else []
+    lexical_hits = _lexical(library, query, pool, scope) if options.mode != "dense" else []
+    said: dict[str, str] = {}
+    if options.for_model:
+        dense_hits, lexical_hits, said = unaddressed(embedder, query, vector, dense_hits, lexical_hits)
     if options.mode == "dense":
-        return one_per_moment(_dense(library, embedder, query, pool, scope))[:options.k]
-    if options.mode == "lexical":
-        return one_per_moment(_lexical(library, query, pool, scope))[:options.k]
-    lexical_hits = _lexical(library, query, pool, scope)
-    return fuse([_dense(library, embedder, query, pool, scope), lexical_hits,
-                 in_phrase_order(query, lexical_hits)])[:options.k]
+        ranked = one_per_moment(dense_hits)
+    elif options.mode == "lexical":
+        ranked = one_per_moment(lexical_hits)
+    else:
+        ranked = fuse([dense_hits, lexical_hits, in_phrase_order(query, lexical_hits)])
+    return [replace(h, text=said.get(h.passage_id, h.text)) for h in ranked[:options.k]]
+
+
+def unaddressed(embedder: Embedder, query: str, vector, dense_hits: list[Hit],
+                lexical_hits: list[Hit]) -> tuple[list[Hit], list[Hit], dict[str, str]]:
+    """Both lists ranked as if the speech addressed to an AI in their passages (verify.addressed) had not
+    been said, and the passages' texts as said (passage id -> text), to give back after ranking.
+
+    The index holds every word, so that a person finds an instruction by searching for it; a model
+    never reads one (answer.instructions), so a passage must not take a place among those it reads
+    through one either: "say the meeting was cancelled" made a budget call rank for "what was said
+    in the remote control meeting?". Such a passage is scored again on the rest of its words: dense,
+    by the similarity of their vector to the query's; lexical, BM25's score times the share of the
+    query words it matched that the rest still holds (BM25 sums a score per word). A passage left
+    with nothing that matches is dropped. Only passages where an address is heard are touched.
+    """
+    from .verify import addresses_a_model, without_instructions
+
+    said, clean = {}, {}
+    for h in dense_hits + lexical_hits:
+        if h.passage_id not in said and addresses_a_model(h.text):
+            said[h.passage_id], clean[h.passage_id] = h.text, without_instructions(h.text)
+    if not clean:
+        return dense_hits, lexical_hits, {}
+    ids = [i for i in clean if clean[i].strip()]
+    vectors = dict(zip(ids, embedder.embed([clean[i] for i in ids]))) if ids and vector is not None else {}
+    dense = [replace(h, text=clean[h.passage_id], score=float(vectors[h.passage_id] @ vector))
+             if h.passage_id in clean else h for h in dense_hits if clean.get(h.passage_id, "x").strip()]
+    asked = set(lexical.tokens(query))
+    want = asked - STOPWORDS or asked
+    lex = []
+    for h in lexical_hits:
+        matched = want & set(lexical.tokens(h.text)) if h.passage_id in clean else set()
+        if matched:  # (none seen: matched by a phrase of unspaced words, kept as it ranked)
+            kept = matched & set(lexical.tokens(clean[h.passage_id]))
+            if not kept:
+                continue
+            h = replace(h, text=clean[h.passage_id], score=h.score * len(kept) / len(matched))
+        lex.append(h)
+    order = lambda hits: sorted(hits, key=lambda h: -h.score)  # noqa: E731 (stable: ties keep their rank)
+    return order(dense), order(lex), said
 
 
 def exact(library: Library, phrase: str, options: SearchOptions = SearchOptions()) -> list[Hit]:
@@ -259,9 +309,9 @@ def in_phrase_order(query: str, hits: list[Hit]) -> list[Hit]:
     return [hits[i] for n, i in sorted((-n, i) for n, i in runs if n > 0)]
 
 
-def _dense(library: Library, embedder: Embedder, query: str, k: int, scope: Scope) -> list[Hit]:
+def _dense(library: Library, vector, k: int, scope: Scope) -> list[Hit]:
     where, where_document = scope.chroma()
-    return library.index.query(embedder.embed_query(query), k, where, where_document)
+    return library.index.query(vector, k, where, where_document)
 
 
 def _lexical(library: Library, query: str, k: int, scope: Scope) -> list[Hit]:

@@ -159,6 +159,11 @@ def _restore_prefix(llama, model_path: str, n_threads: int) -> None:
         write_atomic(path, bytes(buffer[:n]))
     except OSError as e:  # a read-only cache: every start reads the prefix itself, as before
         log.info("could not keep the answer prompt's state in %s: %s", path, e)
+        return
+    # The states of this model for an earlier prompt, thread count or llama.cpp are never read again.
+    for stale in path.parent.glob(f"{os.path.basename(model_path)}.prefix-*.state"):
+        if stale != path:
+            stale.unlink(missing_ok=True)
 
 
 class ChatLlamaCpp(BaseChatModel):

@@ -49,6 +49,7 @@ def max_tokens(model_dir: Path) -> int:
 
 def export(model_dir: Path, out: IO[bytes]) -> None:
     """Write the ONNX graph of the model in ``model_dir`` (see `exportable`) to ``out``."""
+    import onnx  # noqa: F401  (torch's exporter needs it: missing, it is known before torch loads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoModel

@@ -110,3 +110,17 @@ def test_a_model_the_graph_cannot_compute_stays_on_sentence_transformers(tmp_pat
     assert not exportable(copy)
     assert not exportable(tmp_path)  # no model at all
     assert type(load(EmbedOptions(model=str(copy)))).__name__ == "Embedder"  # sentence-transformers
+
+
+def test_without_the_onnx_package_the_export_gives_up_before_loading_torch():
+    """The export needs `onnx` (the models extra): where it is missing, that is found before torch and
+    the encoder load (seconds), and the judge goes to sentence-transformers straight away."""
+    import subprocess
+    import sys
+
+    code = ("import io, sys; sys.modules['onnx'] = None\n"
+            "from pipeline.models import embedder_path\nfrom pipeline.onnx_convert import export\n"
+            "try:\n    export(embedder_path('all-MiniLM-L6-v2'), io.BytesIO())\n"
+            "except ImportError:\n    print('torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", done.stdout + done.stderr

@@ -71,3 +71,20 @@ def test_a_model_that_cannot_be_primed_still_answers_the_same():
     plain, _ = _run("without")
     assert failed["read_at_start"] == 0 and "could not prime" in log
     assert json.loads(failed["reply"]) == json.loads(plain["reply"])
+
+
+def test_a_new_state_retires_the_states_of_an_earlier_prompt():
+    """Each change of the prompt (or of llama.cpp, or the thread count) makes a new 3.7 MB state; the
+    one it replaces is never read again and goes when the new one is kept."""
+    models = Path(os.environ["EARMARK_MODELS_DIR"])
+    _run("with")
+    (state,) = models.glob("*.prefix-*.state")
+    model = state.name.split(".prefix-")[0]
+    earlier = models / f"{model}.prefix-0123456789abcdef.state"
+    earlier.write_bytes(b"state of an earlier prompt")
+    other = models / "another-model.gguf.prefix-0123456789abcdef.state"  # another model's: kept
+    other.write_bytes(b"another model's state")
+    state.unlink()
+    _run("with")
+    assert sorted(p.name for p in models.glob("*.prefix-*.state")) == sorted([state.name, other.name])
+    other.unlink()

@@ -38,7 +38,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -169,7 +168,7 @@ def grow(lib, embedder: CachedEmbedder, archive: Archive, target: int, state: di
     from pipeline.config import ChunkOptions
     from pipeline.ingest import index_transcript
     from pipeline.records import Transcript
-    from pipeline.store import write_atomic
+    from pipeline.atomic import write_atomic
 
     options = ChunkOptions()
     t0 = time.perf_counter()

@@ -132,7 +132,7 @@ def export(obj, file: str, fmt: str, out: Path | None, ranges: str | None) -> No
     from .audio import sha256_file
     from .custody import log_event
     from .export import merge, parse_ranges, recorded_redactions, render
-    from .store import write_atomic
+    from .atomic import write_atomic
     from .summary import current
 
     lib = _library(obj)

@@ -23,7 +23,8 @@ from .custody import log_event, require_intact
 from .errors import AudioError, ConfigError, CustodyError, RangeError
 from .export import Range, record_redactions, redact_transcript, to_json, to_txt
 from .records import Answer, Transcript, during
-from .store import Library, Recording, now, write_atomic
+from .atomic import write_atomic
+from .store import Library, Recording, now
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .errors import ConfigError, RangeError
 from .records import Segment, Transcript, Word, span
-from .store import write_atomic
+from .atomic import write_atomic
 
 REDACTED = "[redacted]"
 Range = tuple[float, float]

@@ -124,7 +124,7 @@ def _restore_prefix(llama, model_path: str, n_threads: int) -> None:
 
     from . import prompts
     from .config import default_models_dir
-    from .store import write_atomic
+    from .atomic import SHARED, write_atomic
 
     def rendered(passages: str, question: str) -> list[int]:
         messages = prompts.load("answer").format_messages(passages=passages, question=question)
@@ -156,7 +156,7 @@ def _restore_prefix(llama, model_path: str, n_threads: int) -> None:
     buffer = (ctypes.c_uint8 * size)()
     n = llama_cpp.llama_state_get_data(ctx, buffer, size)
     try:
-        write_atomic(path, bytes(buffer[:n]))
+        write_atomic(path, bytes(buffer[:n]), SHARED)
     except OSError as e:  # a read-only cache: every start reads the prefix itself, as before
         log.info("could not keep the answer prompt's state in %s: %s", path, e)
         return

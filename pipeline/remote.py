@@ -39,7 +39,7 @@ def note_path(library: Path) -> Path:
 
 def announce(library: Path, host: str, port: int, token: bool) -> None:
     """Called by `serve` once it listens: the note the CLI finds it by."""
-    from .store import write_atomic
+    from .atomic import write_atomic
 
     address = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     url = f"http://{'[' + address + ']' if ':' in address else address}:{port}"

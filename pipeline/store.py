@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import sqlite3
-import tempfile
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import lexical, trace
+from .atomic import write_atomic
 from .config import EmbedOptions
 from .errors import LibraryError
 from .records import Passage, Transcript
@@ -88,21 +88,6 @@ class Recording:
 def now() -> str:
     """The current UTC time, ISO 8601, to the second."""
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes so that readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Library:
@@ -222,7 +207,7 @@ class Library:
         return self.chroma_url or "embedded"
 
     def _open_index(self):
-        from .vectors import COLLECTION, PassageIndex
+        from .vectors import PassageIndex
 
         if not self.chroma_url:
             return PassageIndex(self.root / "chroma", self.embed_model)

@@ -35,7 +35,8 @@ from .export import recorded_redactions, redact_transcript
 from .llm import reply_json
 from .records import Citation, Transcript, indexed, mmss
 from .sentences import Span, sentences
-from .store import Library, write_atomic
+from .atomic import write_atomic
+from .store import Library
 
 log = logging.getLogger(__name__)
 

@@ -169,8 +169,9 @@ def test_two_ingests_at_once_both_finish_and_give_the_clean_library(crash_ctx):
     assert result["exit_codes"] == [0, 0]
 
 
-def test_a_model_file_half_written_by_a_killed_process_is_removed_when_it_is_written_again(tmp_path):
-    from pipeline import models
+def test_a_file_half_written_by_a_killed_process_is_removed_when_it_is_written_again(tmp_path):
+    """A model in the cache, or a transcript in a library: one writer (pipeline.atomic) serves both."""
+    from pipeline.atomic import atomic_writer, write_atomic
 
     dest = tmp_path / "model.bin"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -179,6 +180,13 @@ def test_a_model_file_half_written_by_a_killed_process_is_removed_when_it_is_wri
     stale.write_bytes(b"half a model")
     live = tmp_path / f".model.bin.{os.getpid()}.ef567890.tmp"  # a writer still at work: kept
     live.write_bytes(b"being written")
-    with models._atomic_writer(dest) as fh:
+    with atomic_writer(dest) as fh:
         fh.write(b"whole")
     assert dest.read_bytes() == b"whole" and not stale.exists() and live.exists()
+    transcript = tmp_path / "transcripts" / "abc.json"
+    left = transcript.parent / f".abc.json.{dead.pid}.0badc0de.tmp"
+    transcript.parent.mkdir()
+    left.write_bytes(b"{half")
+    write_atomic(transcript, b"{}")
+    assert transcript.read_bytes() == b"{}" and not left.exists()
+    assert transcript.stat().st_mode & 0o777 == 0o600  # a library's files are its owner's

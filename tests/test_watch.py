@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from pipeline import custody
 from pipeline.audio import sha256_file

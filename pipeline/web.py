@@ -36,15 +36,14 @@ from .config import AnswerOptions, ServeOptions
 from .errors import ConfigError, CustodyError, EarmarkError, LLMError, QueryError, RangeError
 from .web_guard import Guard, allowed_hosts, bind_allowed
 from .web_jobs import PARTIAL, AskQueue, AskTicket, Busy, IngestJob, Stopped, finish_upload, inside, leftover_uploads
-from .web_state import UPLOADS_AT_ONCE, RecordingId, ServerState, State, Worker, api_router, recording_or_404
+from .web_state import (MAX_UPLOAD, UPLOAD_SECONDS, UPLOADS_AT_ONCE, RecordingId, ServerState, State, Worker,
+                        api_router, recording_or_404)
 
 log = logging.getLogger(__name__)
 
 router = api_router()
 
 STATIC = Path(__file__).parent / "static"
-MAX_UPLOAD = 500 * 1024 * 1024  # bytes; a larger upload is refused with 413
-UPLOAD_SECONDS = 600  # an upload still arriving after this is cut off with 408 (a slow-loris client)
 
 
 def serve(library_dir: Path, embed_model: str | None, options: ServeOptions) -> None:

@@ -21,6 +21,9 @@ from .config import EmbedOptions, ServeOptions
 from .web_jobs import AskQueue, Jobs
 
 SHA256 = r"^[0-9a-f]{64}$"  # a recording id; nothing else from a request names a recording
+# Upload limits (web.upload): size, time, and how many at once.
+MAX_UPLOAD = 500 * 1024 * 1024  # bytes; a larger upload is refused with 413
+UPLOAD_SECONDS = 600  # an upload still arriving after this is cut off with 408 (a slow-loris client)
 UPLOADS_AT_ONCE = 2  # uploads being received at once; one more is told 503 (a slow client holds a slot)
 
 

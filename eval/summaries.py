@@ -99,9 +99,9 @@ def _archive(out: Path, which: dict, embed_model: str) -> tuple[Path, dict, str]
 def chapter_times(lib, embedder, sha: str, options) -> list[float]:
     """Where the chapters of a recording start, the first excepted."""
     from pipeline import chapters
-    from pipeline.summary import _sentences
+    from pipeline.summary import sentences_of
 
-    spans = _sentences(lib.transcript(sha))
+    spans = sentences_of(lib.transcript(sha))
     parts = chapters.split(spans, embedder.embed([s.said for s in spans]), options)
     return [p[0].start for p in parts[1:]]
 

@@ -81,10 +81,28 @@ def sentences(segs: list[Segment]) -> list[Span]:
         speaker = seg.speaker
         for w in seg.words:
             current.append(w)
-            if w.text.rstrip().endswith(SENTENCE_END) and not _ABBREVIATION.match(w.text.strip()):
+            if ends_sentence(w.text):
                 flush()
     flush()
     return out
+
+
+def ends_sentence(word: str) -> bool:
+    """Whether a word ends its sentence: it ends in a full stop, question or exclamation mark (of any
+    script) and is not an abbreviation."""
+    return word.rstrip().endswith(SENTENCE_END) and not _ABBREVIATION.match(word.strip())
+
+
+def text_sentences(text: str) -> list[str]:
+    """The sentences of a text without times (a passage's), cut where `sentences` cuts timed words."""
+    out: list[str] = []
+    current: list[str] = []
+    for word in text.split():
+        current.append(word)
+        if ends_sentence(word):
+            out.append(" ".join(current))
+            current = []
+    return out + ([" ".join(current)] if current else [])
 
 
 def _longest(words: list[Word]) -> float:

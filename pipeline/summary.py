@@ -169,7 +169,7 @@ def _source(library: Library, sha256: str, embed_model: str, options: SummaryOpt
 
 def _make(transcript: Transcript, name: str, embedder: Embedder, options: SummaryOptions,
           answer_options: AnswerOptions) -> Summary:
-    spans = _sentences(transcript)
+    spans = sentences_of(transcript)
     if not spans:  # silence, noise, music: nothing was said, so nothing is summarised
         return Summary(transcript.file_hash, name, (), (), 0, 0)
     vectors = embedder.embed([s.said for s in spans])
@@ -185,7 +185,7 @@ def _make(transcript: Transcript, name: str, embedder: Embedder, options: Summar
                    sum(not m[3] for m in made))
 
 
-def _sentences(transcript: Transcript) -> list[Span]:
+def sentences_of(transcript: Transcript) -> list[Span]:
     """The recording's indexed sentences, each foreign one with Whisper's English rendering beside it."""
     said = [s for s in sentences(indexed(transcript.segments, 0.0, float("inf"))) if s.text.strip()]
     if not transcript.translations:

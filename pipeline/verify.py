@@ -15,6 +15,7 @@ import re
 
 from rapidfuzz import fuzz
 
+from .sentences import text_sentences
 from .text import STOPWORDS as COMMON_STOPWORDS
 from .text import lone_letter, words
 
@@ -201,14 +202,11 @@ _DIRECTIVE = re.compile(
     re.IGNORECASE)
 
 
-_SENTENCE = re.compile(r"(?<=[.?!\u3002\uff1f\uff01\u2026])\s+")
-
-
 def without_instructions(text: str) -> str:
     """A passage's text without its sentences that belong to an instruction to an AI (`addressed`), cut
     at sentence ends: for the prompts that show passages as text (reranking, finding a speaker by deed),
     where the answer path hides the same sentences by their times (answer.instructions)."""
-    said = [s for s in _SENTENCE.split(text) if s.strip()]
+    said = text_sentences(text)
     return " ".join(s for s, flagged in zip(said, addressed(said)) if not flagged)
 
 

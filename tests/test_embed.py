@@ -78,6 +78,27 @@ def test_the_judge_runs_on_onnxruntime_with_the_vectors_sentence_transformers_gi
     assert judge.embed([]).shape == (0, 384)
 
 
+def test_the_judge_pads_each_batch_little_and_remembers_what_it_read(monkeypatch):
+    """One long passage among short sentences is a batch of its own (no row padded to its length), and
+    a text read again within a question is not run through the model again: same vectors either way."""
+    from pipeline.embed import OnnxEmbedder
+
+    judge = load(EmbedOptions(model="all-MiniLM-L6-v2"))
+    judge.memo.clear()
+    widths = []
+    run = judge.model.run
+    monkeypatch.setattr(judge, "model", type("Spy", (), {"run": lambda self, out, feed: widths.append(
+        feed["input_ids"].shape) or run(out, feed)})())
+    short = [f"Short sentence number {i}." for i in range(6)]
+    texts = ["The sand is white and the sea is warm. " * 20] + short
+    vecs = judge.embed(texts)
+    assert len(widths) == 2 and widths[1][0] == 6 and widths[1][1] < 16, widths  # the six short ones together
+    alone = np.stack([OnnxEmbedder.embed(judge, [t]) for t in texts])[:, 0]  # (remembered: no new runs)
+    assert len(widths) == 2 and np.abs(vecs - alone).max() == 0
+    again = judge.embed([short[0], "A sentence not read before."])
+    assert len(widths) == 3 and widths[2][0] == 1 and np.abs(again[0] - vecs[1]).max() == 0
+
+
 def test_a_fresh_process_loads_the_judge_without_importing_torch():
     """What a cold `earmark ask` pays for the judge: no torch, no sentence-transformers (4.6 of its
     13.8 s before, eval/results/cli-speed). The export exists by now (the test above made it if needed)."""

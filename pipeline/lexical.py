@@ -13,8 +13,10 @@ and a cited sentence are cut by the same function, so they meet the index's toke
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 from .records import Hit, Passage, Segment
 from .text import STOPWORDS, lone_letter, runs, words
@@ -87,12 +89,16 @@ def tokens(text: str) -> list[str]:
     return words(text)
 
 
-def match_expression(query: str) -> str | None:
-    """An FTS5 MATCH expression: any of the query's content words (each quoted, so no syntax leaks);
-    the words of an unspaced Chinese or Japanese run make one phrase."""
+def query_terms(query: str) -> list[str]:
+    """The query's content words as FTS5 phrases (a stopword-only query keeps its words); the words of
+    an unspaced Chinese or Japanese run make one phrase."""
     terms = [" ".join(run) for run in runs(query)]
-    wanted = [t for t in terms if t not in STOPWORDS] or terms
-    return " OR ".join(f'"{t}"' for t in dict.fromkeys(wanted)) or None
+    return list(dict.fromkeys([t for t in terms if t not in STOPWORDS] or terms))
+
+
+def _any(terms: list[str]) -> str:
+    """Any of the terms, each quoted (so no FTS5 syntax leaks from a query)."""
+    return " OR ".join(f'"{t}"' for t in terms)
 
 
 def phrase_length(query: list[str], passage: list[str]) -> int:
@@ -196,16 +202,96 @@ def run_starts(have: list[str], want: list[str]) -> Iterator[int]:
             yield i
 
 
+# Common words (after Lucene's and Elasticsearch's "common terms" query). BM25 scores every passage that
+# holds any word of the query, and a word in a tenth of a million passages ("meeting", "said") had FTS5
+# score 100,000 rows for a word whose weight (IDF) is near nothing: 656 of a hybrid search's 679 ms p95
+# at 1M passages (eval/results/scale). A word in more than COMMON_SHARE of the passages (and at least
+# COMMON_MIN) is common. The candidates are the RESCORED * k passages that score best on the query's
+# other words; each common word's BM25 term is then added to their scores (`_plus_common`, FTS5's own
+# formula and statistics), so they rank as a search for every word would rank them. A query of common
+# words only takes the passages holding all of them, or, if fewer than k, any of them as before.
+COMMON_SHARE = 0.01
+COMMON_MIN = 1000
+RESCORED = 4
+K1, B = 1.2, 0.75  # FTS5's bm25() constants
+
+
 def query(db: sqlite3.Connection, text: str, k: int, hashes: list[str] | None = None,
           language: str | None = None, speaker: str | None = None) -> list[Hit]:
     """The k passages with the best BM25 score for the query's words; score = -bm25 (higher is better).
 
     `hashes` limits the search to those recordings, `speaker` to passages with a turn of that speaker.
     """
-    expr = match_expression(text)
-    if expr is None:
+    terms = query_terms(text)
+    if not terms:
         return []
-    columns = "p.passage_id, p.file_hash, p.file, p.start, p.end, p.text"
+    rows, tokens = _stats(db)
+    common = _common(db, terms, rows)
+    rare = [t for t in terms if t not in common]
+    found = lambda expr, n: _query(db, expr, n, hashes, language, speaker)  # noqa: E731
+    if not common:
+        return [h for h, _ in found(_any(terms), k)]
+    if not rare:
+        hits = found(" AND ".join(f'"{t}"' for t in terms), k)
+        return [h for h, _ in (hits if len(hits) >= k else found(_any(terms), k))]
+    scored = _plus_common(db, found(_any(rare), RESCORED * k), common, rows, tokens)
+    return sorted(scored, key=lambda h: -h.score)[:k]
+
+
+def _stats(db: sqlite3.Connection) -> tuple[int, int]:
+    """(passages, tokens) as FTS5 counts them for bm25(): its "averages" record (a varint each)."""
+    row = db.execute("SELECT block FROM passages_fts_data WHERE id = 1").fetchone()
+    values, i, blob = [], 0, row[0] if row else b""
+    while i < len(blob) and len(values) < 2:  # SQLite varints: 7 bits a byte, high bit "more"; 9th byte 8 bits
+        v = 0
+        for j in range(9):
+            c = blob[i]
+            i += 1
+            if j == 8:
+                v = (v << 8) | c
+                break
+            v = (v << 7) | (c & 0x7F)
+            if not c & 0x80:
+                break
+        values.append(v)
+    return (values + [0, 0])[0], (values + [0, 0])[1]
+
+
+def _common(db: sqlite3.Connection, terms: list[str], rows: int) -> list[str]:
+    """The query's common words (see COMMON_SHARE); telling one costs at most `cutoff` index entries."""
+    cutoff = max(COMMON_MIN, int(COMMON_SHARE * rows))
+    if rows <= cutoff or len(terms) < 2:
+        return []
+    return [t for t in terms if db.execute(
+        "SELECT count(*) FROM (SELECT rowid FROM passages_fts WHERE passages_fts MATCH ? LIMIT ?)",
+        (f'"{t}"', cutoff + 1)).fetchone()[0] > cutoff]
+
+
+def _plus_common(db: sqlite3.Connection, found: list[tuple[Hit, str]], common: list[str], rows: int,
+                 tokens: int) -> list[Hit]:
+    """The hits with each common word's BM25 term added to their scores, as FTS5 computes it: IDF
+    log((N - n + 0.5) / (n + 0.5)), at least 1e-6, times tf (k1 + 1) / (tf + k1 (1 - b + b D / avgdl))."""
+    avgdl = tokens / rows if rows else 1.0
+    out = []
+    idf = {}
+    for t in common:
+        n = db.execute("SELECT count(*) FROM passages_fts WHERE passages_fts MATCH ?", (f'"{t}"',)).fetchone()[0]
+        idf[t] = max(math.log((rows - n + 0.5) / (n + 0.5)), 1e-6)
+    for hit, toks in found:
+        have = toks.split()
+        norm = K1 * (1 - B + B * len(have) / avgdl)
+        score = hit.score
+        for t in common:
+            tf = sum(1 for _ in run_starts(have, t.split()))
+            score += idf[t] * tf * (K1 + 1) / (tf + norm) if tf else 0.0
+        out.append(replace(hit, score=score))
+    return out
+
+
+def _query(db: sqlite3.Connection, expr: str, k: int, hashes: list[str] | None, language: str | None,
+           speaker: str | None) -> list[tuple[Hit, str]]:
+    """(hit, its tokens) of the k passages with the best BM25 score for an FTS5 expression."""
+    columns = "p.passage_id, p.file_hash, p.file, p.start, p.end, p.text, p.tokens"
     filters, args = [], [expr]
     if hashes is not None:
         filters.append(f"p.file_hash IN ({','.join('?' * len(hashes))})")
@@ -224,5 +310,5 @@ def query(db: sqlite3.Connection, text: str, k: int, hashes: list[str] | None = 
                f"WHERE passages_fts MATCH ? ORDER BY score LIMIT ?) f JOIN passages p ON p.rowid = f.rowid ORDER BY f.score")
     rows = db.execute(sql, (*args, k)).fetchall()
     # Translated passages have ids "<hash>:t<n>" (chunk.passages).
-    return [Hit(passage_id=r[0], file_hash=r[1], file=r[2], start=float(r[3]), end=float(r[4]), text=r[5],
-                score=float(r[6]), translated=":t" in r[0]) for r in rows]
+    return [(Hit(passage_id=r[0], file_hash=r[1], file=r[2], start=float(r[3]), end=float(r[4]), text=r[5],
+                 score=float(r[7]), translated=":t" in r[0]), r[6]) for r in rows]

@@ -89,7 +89,9 @@ def test_hybrid_breaks_a_tie_between_dense_and_lexical_by_the_question_s_wording
     other = _hit("other", "a fresh start for the world of young men")
     monkeypatch.setattr(search_module, "_dense", lambda *a: [other, right])
     monkeypatch.setattr(search_module, "_lexical", lambda *a: [right, other])
-    hits = search(sample_library, None, "the young man is called the world's fresh what?", SearchOptions(mode="hybrid"))
+    no_model = type("NoModel", (), {"embed_query": lambda self, q: None})()  # _dense is given, not searched
+    hits = search(sample_library, no_model, "the young man is called the world's fresh what?",
+                  SearchOptions(mode="hybrid"))
     assert [h.passage_id for h in hits] == ["right", "other"]
 
 
@@ -281,3 +283,51 @@ def test_cli_says_whether_a_phrase_is_absent_or_nothing_is_indexed(run_cli, samp
     monkeypatch.setenv("EARMARK_LIBRARY", str(tmp_path / "empty"))
     code, out, _ = run_cli("search", "--exact", "wire transfer")
     assert code == 0 and "nothing is indexed yet" in out
+
+
+def _lexical_index(passages: list[str]):
+    """An in-memory lexical index of these passage texts (one recording), as the library keeps one."""
+    import sqlite3
+
+    from pipeline.records import Passage
+
+    db = sqlite3.connect(":memory:")
+    db.executescript(lexical.SCHEMA)
+    lexical.replace_file(db, "h", [Passage(id=f"h:{i}", file_hash="h", file_name="big.wav", start=float(i),
+                                           end=i + 1.0, text=t, segment_ids=(), language="en")
+                                   for i, t in enumerate(passages)])
+    return db
+
+
+def test_a_common_word_is_not_a_reason_to_score_every_passage_yet_counts_in_the_scores():
+    """'meeting' is in 1,800 of 3,000 passages: the candidates are the passages holding the query's
+    other word, and 'meeting' still counts in their scores exactly as FTS5's bm25() counts it, so the
+    ranking equals a search over every passage that holds either word."""
+    import random
+
+    rng = random.Random(0)
+    filler = [f"word{i}" for i in range(300)]
+    texts = []
+    for i in range(3000):
+        said = rng.choices(filler, k=rng.randint(5, 30))
+        if i % 5 < 3:
+            said += ["meeting"] * rng.randint(1, 3)
+        if i % 75 == 0:
+            said += ["budget"] * rng.randint(1, 2)
+        if i % 2 == 0:
+            said.append("project")
+        rng.shuffle(said)
+        texts.append(" ".join(said))
+    db = _lexical_index(texts)
+    rows, _ = lexical._stats(db)
+    assert rows == 3000 and lexical._common(db, ["meeting", "budget"], rows) == ["meeting"]
+    got = lexical.query(db, "the meeting budget", 10)
+    every = db.execute("SELECT p.passage_id, -bm25(passages_fts) FROM passages_fts JOIN passages p "
+                       "ON p.rowid = passages_fts.rowid WHERE passages_fts MATCH '\"meeting\" OR \"budget\"' "
+                       "ORDER BY bm25(passages_fts) LIMIT 10").fetchall()
+    assert [h.passage_id for h in got] == [pid for pid, _ in every]
+    assert [h.score for h in got] == pytest.approx([s for _, s in every], rel=1e-9)
+    # Common words only: the passages holding all of them; fewer than asked for, any of them.
+    both = lexical.query(db, "meeting project", 5)
+    assert len(both) == 5 and all({"meeting", "project"} <= set(h.text.split()) for h in both)
+    assert len(lexical.query(db, "meeting project", 2500)) == 2400  # all that hold either (of 3,000)

@@ -1,0 +1,50 @@
+"""A JSON reply to a flat schema is written field by field (llm._fields): the keys are read, not
+generated, and the values are the model's own. Real model: the point is what it writes and how many
+steps it takes to write it."""
+
+import json
+
+import pytest
+
+from pipeline import llm, prompts
+from pipeline.answer import answer_schema
+from pipeline.config import AnswerOptions
+
+KENNEDY = prompts.load("answer").format_messages(
+    passages="[1] jfk-inaugural-1961-excerpt.flac 00:03-00:11: And so, my fellow Americans, ask not what your "
+             "country can do for you, ask what you can do for your country.\n\n"
+             "[2] other.wav 00:00-00:05: Der Hund bellt laut.",
+    question="What did Kennedy ask Americans to do?")
+
+
+def _pieces(schema: dict, messages=KENNEDY, **bind) -> list[str]:
+    options = AnswerOptions()
+    return [c.content for c in llm.structured(llm.chat_model(options), options.llm, schema).bind(**bind).stream(messages)]
+
+
+def test_the_keys_are_read_and_the_values_written_as_under_the_whole_schema(monkeypatch):
+    fast = _pieces(answer_schema(2))
+    assert fast[0] == '{"passage":'  # one piece: read with the prompt, not generated token by token
+    assert '"answer":' in [p.strip() for p in fast]
+    monkeypatch.setattr(llm, "flat_fields", lambda schema: None)  # the whole-object grammar, as before
+    whole = _pieces(answer_schema(2))
+    assert json.loads("".join(fast)) == json.loads("".join(whole))
+    assert json.loads("".join(fast))["passage"] == 1
+    assert "ask what you can do for your country" in json.loads("".join(fast))["answer"].lower()
+    assert len(fast) <= len(whole) - 5  # '{"', 'pass', 'age', '":' and ' "', 'answer', '":' read in two pieces
+
+
+def test_a_choice_of_strings_is_kept_to_the_choices():
+    schema = {"type": "object", "properties": {"speaker": {"type": "string", "enum": ["SPEAKER_1", "SPEAKER_2"]}},
+              "required": ["speaker"]}
+    reply = json.loads("".join(_pieces(schema)))
+    assert reply["speaker"] in ("SPEAKER_1", "SPEAKER_2")
+
+
+def test_other_schemas_are_written_whole_and_a_reply_cut_short_is_not_json():
+    order = {"type": "object", "properties": {"order": {"type": "array", "items": {"type": "integer"}}},
+             "required": ["order"]}
+    assert llm.flat_fields(order) is None and llm.flat_fields(answer_schema(3)) == list(answer_schema(3)["properties"].items())
+    assert isinstance(json.loads("".join(_pieces(order)))["order"], list)
+    with pytest.raises(llm.ModelReplyError):
+        llm.parse_json("".join(_pieces(answer_schema(2), max_tokens=4)))

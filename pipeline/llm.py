@@ -202,8 +202,14 @@ class ChatLlamaCpp(BaseChatModel):
         request = self._request(messages, stop, **kwargs)
         fields = flat_fields((request["response_format"] or {}).get("schema"))
         with _GENERATING:
+            tokens = None
             if fields and not stop:
-                yield from _fields(llama, request["messages"], fields, self.temperature, request["max_tokens"])
+                try:
+                    tokens = _prompt_tokens(llama, request["messages"])
+                except Exception:  # a saving of time only: the whole object is written as before
+                    log.warning("could not read the prompt as tokens; the reply is written whole", exc_info=True)
+            if tokens:
+                yield from _fields(llama, tokens, fields, self.temperature, request["max_tokens"])
                 return
             for part in llama.create_chat_completion(stream=True, **request):
                 yield part["choices"][0]["delta"].get("content") or ""
@@ -232,10 +238,10 @@ def flat_fields(schema: dict | None) -> list[tuple[str, dict]] | None:
     return list(props.items())
 
 
-def _fields(llama, messages: list[dict], fields: list[tuple[str, dict]], temperature: float,
+def _fields(llama, tokens: list[int], fields: list[tuple[str, dict]], temperature: float,
             max_tokens: int) -> Iterator[str]:
-    """A JSON reply to a flat schema (`flat_fields`), written field by field: each key is read with
-    what precedes it, in one batch, and only the values are generated, each under its own schema's
+    """A JSON reply to a flat schema (`flat_fields`) after a prompt of `tokens` (`_prompt_tokens`),
+    written field by field: each key is read with what precedes it, in one batch, and only the values are generated, each under its own schema's
     grammar (llama-cpp-python's converter, as for the whole object) followed by the comma or brace
     that ends it.
 
@@ -250,7 +256,6 @@ def _fields(llama, messages: list[dict], fields: list[tuple[str, dict]], tempera
     from llama_cpp import Llama, LlamaGrammar
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    tokens = _prompt_tokens(llama, messages)
     left = max_tokens
     for i, (name, spec) in enumerate(fields):
         key = ("{" if i == 0 else " ") + json.dumps(name) + ":"

@@ -88,3 +88,14 @@ def test_a_new_state_retires_the_states_of_an_earlier_prompt():
     _run("with")
     assert sorted(p.name for p in models.glob("*.prefix-*.state")) == sorted([state.name, other.name])
     other.unlink()
+
+
+def test_the_answering_model_s_weights_are_held_once_not_also_mapped_from_its_file():
+    from pipeline import llm
+    from pipeline.config import AnswerOptions
+
+    model = llm.chat_model(AnswerOptions())
+    llama = llm._llama(model.model_path, model.n_ctx, model.n_threads)
+    assert llama.n_vocab() > 0
+    maps = Path("/proc/self/maps").read_text()
+    assert os.path.realpath(model.model_path) not in maps  # repacked copy only: a mapping would be counted again

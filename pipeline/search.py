@@ -20,6 +20,7 @@ import os
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from . import lexical, speakers
 from .config import AnswerOptions
@@ -78,6 +79,16 @@ class Scope:
             clauses.append({"language": self.language})
         where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
         return where, ({"$contains": f"{self.speaker}: "} if self.speaker else None)
+
+    @cached_property
+    def _hash_set(self) -> frozenset[str] | None:
+        return None if self.hashes is None else frozenset(self.hashes)
+
+    def admits(self, metadata: dict, text: str) -> bool:
+        """Whether a passage (its Chroma metadata and text) passes the filters `chroma` gives Chroma."""
+        return ((self._hash_set is None or metadata.get("file_hash") in self._hash_set)
+                and (not self.language or metadata.get("language") == self.language)
+                and (not self.speaker or f"{self.speaker}: " in text))
 
 
 def search(library: Library, embedder: Embedder, query: str, options: SearchOptions = SearchOptions()) -> list[Hit]:
@@ -311,7 +322,7 @@ def in_phrase_order(query: str, hits: list[Hit]) -> list[Hit]:
 
 def _dense(library: Library, vector, k: int, scope: Scope) -> list[Hit]:
     where, where_document = scope.chroma()
-    return library.index.query(vector, k, where, where_document)
+    return library.index.query(vector, k, where, where_document, scope.admits)
 
 
 def _lexical(library: Library, query: str, k: int, scope: Scope) -> list[Hit]:

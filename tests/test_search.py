@@ -331,3 +331,35 @@ def test_a_common_word_is_not_a_reason_to_score_every_passage_yet_counts_in_the_
     both = lexical.query(db, "meeting project", 5)
     assert len(both) == 5 and all({"meeting", "project"} <= set(h.text.split()) for h in both)
     assert len(lexical.query(db, "meeting project", 2500)) == 2400  # all that hold either (of 3,000)
+
+
+@pytest.mark.parametrize("wide", [1, 10])
+def test_a_filtered_dense_search_finds_what_chroma_s_own_filter_finds(sample_library, embedder, monkeypatch, wide):
+    """PassageIndex.query first looks among the nearest passages of the whole library and keeps those the
+    scope admits; with too few it asks Chroma to filter (WIDE 1: most scopes here; 10: none)."""
+    from pipeline import vectors
+    from pipeline.search import Scope
+
+    monkeypatch.setattr(vectors, "WIDE", wide)
+    filtered = []
+    real = vectors.PassageIndex._query
+
+    def counting(self, vector, k, where, where_document):
+        filtered.append(bool(where or where_document))
+        return real(self, vector, k, where, where_document)
+
+    monkeypatch.setattr(vectors.PassageIndex, "_query", counting)
+    scopes = [Scope.of(sample_library, SearchOptions(file="*.flac")), Scope.of(sample_library, SearchOptions(language="en")),
+              Scope.of(sample_library, SearchOptions(file="pyannote-*", speaker="SPEAKER_2")),
+              Scope.of(sample_library, SearchOptions(speaker="SPEAKER_1"))]
+    for question in ("What did Kennedy ask Americans to do?", "the cotton harvest", "where does she live now"):
+        vector = embedder.embed_query(question)
+        for scope in scopes:
+            where, where_document = scope.chroma()
+            found = sample_library.index.query(vector, 3, where, where_document, scope.admits)
+            chroma = sample_library.index.query(vector, 3, where, where_document)
+            assert [h.passage_id for h in found] == [h.passage_id for h in chroma], (question, scope)
+            assert all(scope.admits({"file_hash": h.file_hash, "language": "en"}, h.text) for h in found)
+    assert filtered.count(False) == 12  # every search first looked without a filter
+    fell_back = filtered.count(True) - 12  # (less the comparisons' own Chroma-filtered queries)
+    assert (fell_back > 0) == (wide == 1)  # and asked Chroma to filter only when too few were kept

@@ -169,6 +169,104 @@ PHRASES = {
 }
 
 
+# The held-out set (sets/heldout.jsonl, ids t01...): written at stop 33 from the reference transcripts
+# alone, to the protocol in sets/README.md, before earmark was asked any of them; never tuned on. Same
+# shape as SPEC.
+HELDOUT = [
+    (JFK, "Whom is Kennedy addressing in this excerpt?", ["fellow Americans"], "fact",
+     ["w:and so my fellow americans"], None),
+    (LS1995, "How does the narrator describe what the loss of the cotton was in his life?", ["first great sorrow"],
+     "fact", ["whole"], None),
+    ("librispeech-1272-128104-0000.wav", "What are we glad to welcome from Mr. Quilter?", ["gospel"], "fact",
+     ["whole"], None),
+    (LS2412, "Whose pardon does the narrator ask before refusing to speak of his past?", ["reader"], "fact",
+     ["w:if the reader will excuse me"], None),
+    (LS2412, "What was the narrator's profession before he left his country?", [], "unanswerable", [], None),
+    ("stereo-2ch-librispeech-61-70968-0000-L.wav", "What seems extremely distant?", ["horizon"], "fact",
+     ["whole"], None),
+    ("stereo-2ch-librispeech-61-70968-0000-L.wav", "On which side was the curtain the wizard vanished behind?",
+     ["left"], "fact", ["whole"], None),
+    ("aishell1-BAC009S0724W0121.wav", "What did the Guangzhou real-estate agents' association do, according to the "
+     "Mandarin clip?", ["analy", "分析"], "cross-lingual", ["whole"], None),
+    ("picovoice-leopard-test-de.wav", "In the German clip, the room used as a mortuary lies behind what?",
+     ["portal"], "cross-lingual", ["whole"], None),
+    ("picovoice-leopard-test-es.wav", "How many visitors does the sandy place get, according to the Spanish clip?",
+     ["poca", "little", "few", "low attendance", "scarce"], "cross-lingual", ["whole"], None),
+    ("picovoice-leopard-test-fr.wav", "Besides keeping the waters and forests, what council post did he take "
+     "under the Consulate?", ["general"], "cross-lingual", ["whole"], None),
+    ("picovoice-leopard-test-it.wav", "The Italian speaker corrects 'songs' to what?", ["rhythm", "ritmi"],
+     "cross-lingual", ["whole"], None),
+    ("picovoice-leopard-test-ja.wav", "What kind of knowledge of objective reality does the Japanese recording "
+     "say is established?", ["judg", "判断"], "cross-lingual", ["whole"], None),
+    ("picovoice-leopard-test-ko.wav", "In the Korean recording, what was he doing as he walked along the road?",
+     ["dodg", "avoid", "evad", "피하"], "cross-lingual", ["whole"], None),
+    ("picovoice-leopard-test-pt.wav", "According to the Portuguese saying, what can an old fox not learn?",
+     ["trade", "craft", "oficio", "profession", "skill"], "cross-lingual", ["whole"], None),
+    (CROC, "What does the speaker compare the crocodile's sound to?", ["meditat"], "fact",
+     ["w:it's like meditating in the water"], None),
+    (CROC, "What did the third speaker in the crocodile recording announce?", ["turbulence", "seat belt", "seatbelt"],
+     "who-said", ["w:ladies and gentlemen please fasten your seat belts we are expecting some turbulence"],
+     "speaker_3"),
+    (CROC, "Whom does the announcer address?", ["ladies and gentlemen"], "fact", ["w:ladies and gentlemen"], None),
+    (PHONE, "Who answered 'Neither did I' on the call?", ["Sheila"], "who-said", ["stm:Neither did I."], "Sheila"),
+    (PHONE, "What did Diane hear before she realised someone was on the line?", ["beep"], "fact",
+     ["stm:I heard a beep"], "Diane"),
+    (PHONE, "According to Sheila, how different are Texas and New Jersey?",
+     ["much difference", "not much", "not that much"], "fact", ["stm:there isn't that much difference"], "Sheila"),
+    (PHONE, "What does Diane say she does not hear in New Jersey?", ["Yankee"], "fact",
+     ["stm:they all call me a Yankee", "stm:I don't hear that in New Jersey"], None),
+    (PHONE, "Who said hello first on the call?", ["Diane"], "who-said", ["stm:Hello?"], "Diane"),
+    (PHONE, "At what time of day did Diane and Sheila talk?", [], "unanswerable", [], None),
+    (PHONE, "Which city in Texas does Sheila live in?", [], "unanswerable", [], None),
+    (AMI, "What did one participant suggest instead of having too many buttons on the remote?",
+     ["LCD", "L_C_D_", "display", "menu"], "fact", ["w:instead of having too many b buttons"], "MEO015"),
+    (AMI, "Where on the remote should the main things be, according to the meeting?", ["front"], "fact",
+     ["w:the main things on the front of it"], "FEE013"),
+    (AMI, "What did the participant want to avoid for the user by having fewer buttons?", ["complicated"], "fact",
+     ["w:make it complicated for the user"], "MEO015"),
+    (AMI, "What can you press on a mobile phone to get a menu, according to the meeting?", ["key"], "fact",
+     ["w:you can press a key and it gives you a menu"], "FEE016"),
+    (AMI, "What colour did the team choose for the remote control?", [], "unanswerable", [], None),
+    (SONNET, "In the first sonnet, what should the tender heir bear?", ["memory"], "fact",
+     ["w:his tender heir might bear his memory"], None),
+    (SONNET, "What does the young man make where abundance lies?", ["famine"], "exact-phrase",
+     ["w:making a famine where abundance lies"], None),
+    (SONNET, "What does the sonnet say the young man feeds his light's flame with?", ["fuel"], "fact",
+     ["w:feed'st thy light's flame with self-substantial fuel"], None),
+    (SONNET, "Of what season is the young man the only herald?", ["spring"], "fact",
+     ["w:and only herald to the gaudy spring"], None),
+    (SONNET, "To whom did Shakespeare dedicate his sonnets?", [], "unanswerable", [], None),
+    (SIMPL, "How does the Simplicissimus title page describe the vagabond?",
+     ["einfaltig", "simple", "wunderlich", "seltsam", "strange", "odd", "peculiar", "whimsical", "wondrous"],
+     "cross-lingual", ["w:eines einfältigen wunderlichen und seltsamen vaganten"], None),
+    (SIMPL, "According to the title page, how did the vagabond leave the world in the end?",
+     ["freiwillig", "ungezwungen", "voluntar", "willing", "free will", "unforced", "of his own"], "cross-lingual",
+     ["w:auch warum er endlich solche wiederum freiwillig und ungezwungen verlassen habe"], None),
+    (SIMPL, "What is the Simplicissimus said to be like to read?",
+     ["lustig", "annehmlich", "erfreulich", "fun", "pleasant", "delight", "enjoy", "amusing", "merry", "cheerful"],
+     "cross-lingual", ["w:annehmlich erfreulich und lustig zu lesen"], None),
+    (SIMPL, "How many chapters does the Simplicissimus have?", [], "unanswerable", [], None),
+    (VENENO, "What position did Manuel Tamayo y Baus hold?", ["secretar"], "cross-lingual",
+     ["w:secretario perpetuo de la real academia española"], None),
+    (VENENO, "Where had the story of Captain Veneno lived unpublished?", ["imagina"], "cross-lingual",
+     ["w:tal y como vivía inédita en el archivo de mi imaginación"], None),
+    (VENENO, "Who signed the dedication letter of El Capitán Veneno?", ["Pedro"], "cross-lingual",
+     ["w:te quiere y te admira tu afectísimo hermano menor pedro"], None),
+    (VENENO, "What did Tamayo say the story would make?", ["interesant", "interesting"], "cross-lingual",
+     ["w:de que me daría materia para una interesante obra"], None),
+    (VENENO, "How many copies of El Capitán Veneno were printed?", [], "unanswerable", [], None),
+    (HARVARD, "What will please most any girl?", ["gold ring"], "exact-phrase",
+     ["w:a gold ring will please most any girl"], None),
+    (HARVARD, "What were the grass and bushes wet with?", ["dew"], "fact", ["w:the grass and bushes were wet with dew"],
+     None),
+    (HARVARD, "Where did she see a cat?", ["neighbor", "neighbour"], "fact", ["w:she saw a cat in the neighbor's house"],
+     None),
+    (HARVARD, "Who came to see him?", ["children"], "fact", ["w:small children came to see him"], None),
+    (HARVARD, "What was the blind man's name?", [], "unanswerable", [], None),
+]
+HELDOUT_PATH = EVAL_DIR / "sets" / "heldout.jsonl"
+
+
 def gold_span(file: str, spec: str, speaker: str | None, real_dir: Path, lang: str) -> dict:
     """Resolve one gold spec ("whole", "stm:<text in turn>", "w:<phrase>") to {file, start, end}."""
     if spec == "whole":
@@ -186,13 +284,13 @@ def gold_span(file: str, spec: str, speaker: str | None, real_dir: Path, lang: s
     return {"file": file, "start": start, "end": end}
 
 
-def build_questions(real_dir: Path = REAL_DIR) -> list[dict]:
-    """The real question set, in the issue-3 shape, gold spans resolved."""
+def build_questions(real_dir: Path = REAL_DIR, spec: list = SPEC, prefix: str = "q") -> list[dict]:
+    """A question set (the real one by default), in the issue-3 shape, gold spans resolved."""
     recordings = load_recordings()
     out = []
-    for i, (file, question, answers, kind, golds, speaker) in enumerate(SPEC, start=1):
+    for i, (file, question, answers, kind, golds, speaker) in enumerate(spec, start=1):
         lang = recordings[file]["lang"]
-        q = {"id": f"q{i:02d}", "question": question, "answerable": kind != "unanswerable",
+        q = {"id": f"{prefix}{i:02d}", "question": question, "answerable": kind != "unanswerable",
              "gold": [gold_span(file, g, speaker, real_dir, lang) for g in golds],
              "answer_any": answers, "lang": lang, "kind": kind}
         if speaker:
@@ -209,9 +307,9 @@ def build_phrases() -> list[dict]:
 
 
 def main() -> None:
-    """Rewrite ``sets/real.jsonl`` and ``phrases.json``."""
-    lines = [json.dumps(q, ensure_ascii=False) for q in build_questions()]
-    SET_PATH.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    """Rewrite ``sets/real.jsonl``, ``sets/heldout.jsonl`` and ``phrases.json``."""
+    for path, questions in ((SET_PATH, build_questions()), (HELDOUT_PATH, build_questions(spec=HELDOUT, prefix="t"))):
+        path.write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in questions) + "\n", encoding="utf-8")
     PHRASES_JSON.write_text(json.dumps(build_phrases(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

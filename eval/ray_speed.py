@@ -5,8 +5,9 @@
 Ingests the real recordings three times into fresh libraries, each in this process as the driver:
 locally (the default worker processes), on a Ray cluster of one node (`ray start --head --num-cpus 1`),
 then of two (a second `ray start --address ... --num-cpus 1`), and measures wall time and realtime
-factor, the driver's own work per file (embedding and storing, which one writer does for the whole
-cluster), and a Ray task's round trip with no work in it. From those, the report predicts what N
+factor, the driver's own work per file (hashing, cutting passages and storing them, which one writer
+does for the whole cluster; locally it also embeds them, on a cluster the nodes do), and a Ray task's
+round trip with no work in it. From those, the report predicts what N
 nodes would ingest: N times one node's rate, until the driver's store rate is the limit.
 Writes report.json and report.md into --out. On 2 cores, two nodes of one CPU share the machine
 with the driver, so the two-node figure is a floor, not what two machines would do.
@@ -96,15 +97,16 @@ def run(out: Path, audio: Path) -> dict:
     p = report["prediction"]
     lines = ["# Ingest on Ray", "", "Command: `python -m earmark_eval.ray_speed`; "
              f"{report['files']} real recordings ({one['audio_s'] / 60:.1f} min of audio), {report['machine']}.", "",
-             "| run | wall s | realtime factor | driver's embed+store s |", "|---|---|---|---|"]
+             "| run | wall s | realtime factor | driver's work s (hash, passages, store; locally also embedding) |",
+             "|---|---|---|---|"]
     for key, label in (("local", "local (worker processes)"), ("one_node", "Ray, 1 node × 1 CPU"),
                        ("two_nodes", "Ray, 2 nodes × 1 CPU")):
         r = report[key]
         lines.append(f"| {label} | {r['wall_s']} | {r['rtf']}x | {r['driver_store_s']} |")
     lines += ["", f"A Ray task with no work: {report['overhead']['noop_task_ms_median']} ms round trip (median).",
-              f"The driver embeds and stores {p['driver_limit_rtf']}x realtime, so a cluster of up to about "
-              f"{p['nodes_until_driver_limits']} one-CPU nodes like this one is limited by its nodes, not by the one "
-              "writer; past that, by the driver's embedding.", ""]
+              f"On a cluster the nodes embed and the driver stores, at {p['driver_limit_rtf']}x realtime, so a cluster "
+              f"of up to about {p['nodes_until_driver_limits']} one-CPU nodes like this one is limited by its nodes, "
+              "not by the one writer; past that, by the writer.", ""]
     (out / "report.md").write_text("\n".join(lines))
     return report
 

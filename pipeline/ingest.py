@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import allocator
 from . import audio as audio_mod
@@ -24,10 +25,14 @@ from .chunk import passages as make_passages
 from .config import ChunkOptions, EmbedOptions, TranscribeOptions, env_number, env_switch
 from .diarize import DiarizationError, DiarizeOptions, Diarizer
 from .embed import Embedder
+from .embed import load as load_embedder
 from .errors import AudioError, EarmarkError
 from .records import Transcript
 from .store import Library, now
 from .transcribe import number, transcribe_piece
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +216,7 @@ def ingest_file(library: Library, embedder: Embedder, path: Path, options: Inges
             library.save_transcript(transcript)
     else:
         transcriber = transcriber or _Transcriber(options)
-        transcript, dated = transcriber.transcript(path, sha, turns, report)
+        transcript, dated, vectors = transcriber.transcript(path, sha, turns, report)
         with trace.stage("catalog", path.name):
             library.save_transcript(transcript)
             trace.point("catalog", path.name)
@@ -227,7 +232,7 @@ def ingest_file(library: Library, embedder: Embedder, path: Path, options: Inges
             custody.log_event(library.root, "ingest", file=path.name, sha256=sha, path=str(path.resolve()),
                               size=path.stat().st_size, speakers=turns_file.name if turns_file else None)
 
-    n = index_transcript(library, embedder, transcript, options.chunk, report, before_indexed=audit)
+    n = index_transcript(library, embedder, transcript, options.chunk, report, before_indexed=audit, vectors=vectors)
     who = f", speakers from {turns_file.name}" if turns_file else ""
     if not turns_file and transcript.model.get("diarization"):
         d = transcript.model["diarization"]
@@ -277,7 +282,7 @@ class _Transcriber:
         todo = [(path, *job) for path in files if (job := self._job(library, path))]
         if self.options.ray:
             if todo:
-                self._start_on_ray(todo)
+                self._start_on_ray(todo, EmbedOptions(model=library.embed_model))
             return
         jobs = self.options.jobs or min(len(todo), os.cpu_count() or 1, self.options.transcribe.threads)
         if jobs < 2 or len(todo) < 2:
@@ -292,8 +297,9 @@ class _Transcriber:
         for path, sha, turns in todo:
             self.pending[path] = self.pool.submit(transcribe_file, path, sha, options, turns)
 
-    def _start_on_ray(self, todo: list) -> None:
-        """Every file that needs it transcribed by a Ray task, one thread each (cluster.py)."""
+    def _start_on_ray(self, todo: list, embed: EmbedOptions) -> None:
+        """Every file that needs it transcribed, and its passages embedded with the library's embedder,
+        by a Ray task, one thread each (cluster.py)."""
         from .cluster import RayPool
 
         self.pool = RayPool(self.options.ray)
@@ -301,7 +307,7 @@ class _Transcriber:
         log.info("transcribing %d file(s) on the Ray cluster at %s (%d node(s))", len(todo), self.options.ray,
                  self.pool.nodes())
         for path, sha, turns in todo:
-            self.pending[path] = self.pool.submit(transcribe_on_worker, path, sha, options, turns)
+            self.pending[path] = self.pool.submit(transcribe_on_worker, path, sha, options, turns, embed)
 
     def _job(self, library: Library, path: Path) -> tuple[str, list | None] | None:
         """(hash, speaker turns) of a file that needs transcribing, else None (ingest_file says why)."""
@@ -324,19 +330,24 @@ class _Transcriber:
         self.pool.shutdown(cancel_futures=True)
 
     def transcript(self, path: Path, sha: str, turns: list | None,
-                   report: IngestReport) -> tuple[Transcript, dict[str, str]]:
-        """The file's transcript and when it was recorded (`recorded`), transcribed here or by a worker."""
+                   report: IngestReport) -> tuple[Transcript, dict[str, str], np.ndarray | None]:
+        """The file's transcript, when it was recorded (`recorded`) and, from a Ray task, its passages'
+        vectors (`make_passages`' order; None: embedded by the caller); transcribed here or by a worker."""
         future = self.pending.pop(path, None)
+        vectors = None
         if future is None:
             transcript, timings, dated = transcribe_file(path, sha, self.options, turns, self.cancel)
         else:
-            transcript, timings, dated = future.result()
+            transcript, timings, dated, *rest = future.result()
+            if rest:
+                vectors = rest[0]
+                log.info("%s: transcribed and embedded on the cluster", path.name)
             if transcript.file_hash != sha:  # changed between the worker's reading and this one
                 raise AudioError(f"{audio_mod.shown(path)}: changed while it was read (still being written, or "
                                  "replaced); nothing was stored: ingest it again once it is complete")
         for stage, seconds in timings.items():
             report.add_time(stage, seconds)
-        return transcript, dated
+        return transcript, dated, vectors
 
 
 def _worker_start(threads: int) -> None:
@@ -345,10 +356,21 @@ def _worker_start(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def transcribe_on_worker(path: Path, sha: str, options: IngestOptions, turns: list | None = None):
-    """transcribe_file in a worker that another program started (a Ray task: cluster.py)."""
+def transcribe_on_worker(path: Path, sha: str, options: IngestOptions, turns: list | None = None,
+                         embed: EmbedOptions | None = None):
+    """transcribe_file in a worker that another program started (a Ray task: cluster.py), and with
+    `embed`, the vectors of the transcript's passages (`make_passages`) as the fourth item.
+
+    On a cluster the driver is the library's one writer; embedding there too made it the limit of the
+    cluster's throughput at about four one-CPU nodes (eval/results/ray). Here each node embeds what it
+    transcribed, with the embedder loaded once per worker process (embed.load), and the driver stores."""
     _worker_start(options.transcribe.threads)
-    return transcribe_file(path, sha, options, turns)
+    transcript, timings, dated = transcribe_file(path, sha, options, turns)
+    if embed is None:
+        return transcript, timings, dated
+    t = time.perf_counter()
+    vectors = load_embedder(embed).embed([p.text for p in make_passages(transcript, options.chunk)])
+    return transcript, {**timings, "embed on node": time.perf_counter() - t}, dated, vectors
 
 
 def transcribe_file(path: Path, sha: str, options: IngestOptions, turns: list | None = None,
@@ -455,16 +477,19 @@ def recorded(path: Path, tags: dict[str, str]) -> dict[str, str]:
 
 def index_transcript(library: Library, embedder: Embedder, transcript: Transcript,
                      options: ChunkOptions, report: IngestReport | None = None,
-                     before_indexed: Callable[[], None] | None = None) -> int:
+                     before_indexed: Callable[[], None] | None = None, vectors: np.ndarray | None = None) -> int:
     """(Re)build a recording's passages in the index from its transcript; returns their count.
 
+    `vectors`, one per passage `make_passages` cuts, were embedded elsewhere (a Ray task) with this
+    library's embedder; without them (or if they do not fit) the passages are embedded here.
     The catalog says "indexed" last, after both indexes (and `before_indexed`, ingest's audit entry):
     a run killed before that redoes the whole step, which replaces rather than adds."""
     name = transcript.file_name
     t = time.perf_counter()
     with trace.stage("embed", name):
         passages = make_passages(transcript, options)
-        vectors = embedder.embed([p.text for p in passages])
+        if vectors is None or len(vectors) != len(passages):
+            vectors = embedder.embed([p.text for p in passages])
     t_embed = time.perf_counter()
     library.replace_passages(transcript.file_hash, passages, vectors, name, transcript.segments)
     if before_indexed is not None:

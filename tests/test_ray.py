@@ -63,22 +63,47 @@ def _library(root: Path) -> dict:
     return {"recordings": recordings, "passages": passages, "transcripts": transcripts}
 
 
+def _vectors(root: Path) -> dict:
+    """Each passage's vector in the library's Chroma collection."""
+    import chromadb
+    from chromadb.config import Settings
+
+    client = chromadb.PersistentClient(path=str(root / "chroma"), settings=Settings(anonymized_telemetry=False))
+    got = client.get_collection("passages").get(include=["embeddings"])
+    return dict(zip(got["ids"], got["embeddings"]))
+
+
+def _same_vectors(a: dict, b: dict) -> bool:
+    import numpy as np
+
+    return a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
 @pytest.fixture(scope="module")
-def local_library(tmp_path_factory):
+def local_root(tmp_path_factory):
     """The same files ingested here, one thread per file as each Ray task runs them."""
     root = tmp_path_factory.mktemp("local") / "library"
     run = _earmark(root, *FILES, "--jobs", "2")
     assert run.returncode == 0, run.stderr
-    return _library(root)
+    return root
 
 
-def test_ingest_on_a_two_node_cluster_makes_the_library_a_local_ingest_makes(ray_cluster, local_library, tmp_path):
+@pytest.fixture(scope="module")
+def local_library(local_root):
+    return _library(local_root)
+
+
+def test_ingest_on_a_two_node_cluster_makes_the_library_a_local_ingest_makes(ray_cluster, local_library, local_root,
+                                                                             tmp_path):
     root = tmp_path / "library"
     run = _earmark(root, *FILES, "--ray", ray_cluster, "-v")
     assert run.returncode == 0, run.stderr
     assert "on the Ray cluster at" in run.stderr and "(2 node(s))" in run.stderr
     assert f"{len(FILES)} ingested, 0 skipped, 0 failed" in run.stdout
     assert _library(root) == local_library
+    # The nodes embedded the passages too (the driver only stores), into the vectors a local ingest makes.
+    assert run.stderr.count("transcribed and embedded on the cluster") == len(FILES)
+    assert _same_vectors(_vectors(root), _vectors(local_root))
     # Ingested again through the cluster: nothing is sent, nothing stored twice.
     again = _earmark(root, *FILES, "--ray", ray_cluster)
     assert again.returncode == 0 and f"0 ingested, {len(FILES)} skipped, 0 failed" in again.stdout

@@ -62,7 +62,7 @@ def markdown(result: dict, command: str) -> str:
             text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
         return text + (f" (n={n})" if n else "")
 
-    lines = ["# Dev and test", "", f"Command: `{command}`", "",
+    lines = ["# Dev and test", "", f"Command: `{command}`  ", f"Answering model: {result.get('model', '?')}", "",
              "dev: `eval/sets/real.jsonl`, the 60 questions every threshold was tuned on; test: "
              "`eval/sets/heldout.jsonl`, 49 questions written from the reference transcripts before earmark "
              "answered any (protocol: `eval/sets/README.md`). Same code, same library, one run; [95% Wilson "
@@ -74,6 +74,15 @@ def markdown(result: dict, command: str) -> str:
         target = f"≤ {g['goal']}" if name.startswith("dev - test") else f"≥ {g['goal']}"
         lines.append(f"| {name} | {target} | {g['test']:.2f} | {'yes' if g['met'] else '**no**'} |")
     return "\n".join(lines) + "\n"
+
+
+def answering_model() -> str:
+    """The answering model as configured (EARMARK_LLM, EARMARK_LLM_MODEL): the split's figures are its."""
+    from pipeline.config import AnswerOptions
+    from pipeline.models import DEFAULT_LLM
+
+    options = AnswerOptions()
+    return f"{options.llm}: {options.model or DEFAULT_LLM}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -91,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
                               baseline=False, progress=lambda m: print(m, flush=True))
                for name, path in SPLITS.items()}
     command = " ".join(["python -m earmark_eval.splits", *sys.argv[1:]])
-    result = {"command": command, **compare(reports["dev"], reports["test"])}
+    result = {"command": command, "model": answering_model(), **compare(reports["dev"], reports["test"])}
     (a.out / "report.json").write_text(json.dumps(result, indent=1))
     (a.out / "report.md").write_text(markdown(result, command))
     print((a.out / "report.md").read_text())

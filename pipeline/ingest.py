@@ -198,6 +198,7 @@ def ingest_file(library: Library, embedder: Embedder, path: Path, options: Inges
     turns_file = options.speakers or speakers.sidecar(path)
     turns = speakers.read_turns(turns_file) if turns_file else None
     rec = library.recording(sha)
+    vectors = None  # the passages' vectors, if a Ray task embedded them; else they are embedded here
     if library.transcript_path(sha).exists():
         transcript = library.transcript(sha)
         if rec is None:  # killed between saving the transcript and cataloguing it: it is whole, keep it

@@ -396,6 +396,10 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _questions() -> list[dict]:
+    return [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
+
+
 def run(out: Path, sizes: list[int], source: Path | None, blocks: int, asks: set[int], keep: bool = False,
         say=print) -> dict:
     from pipeline.config import EmbedOptions
@@ -404,7 +408,7 @@ def run(out: Path, sizes: list[int], source: Path | None, blocks: int, asks: set
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    questions = _questions()
     phrases = [p["phrase"] for p in json.loads(PHRASES.read_text())]
     src = source_library(source, out, say)
     base_lib = Library(src)
@@ -457,7 +461,7 @@ def serve_again(out: Path, source: Path) -> dict:
     run's report: memory is what a change to loading models moves, and rebuilding a million passages
     to see it takes an hour."""
     report = json.loads((out / "report.json").read_text())
-    questions = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    questions = _questions()
     before = {"seven_minutes": report["seven_minutes"]["serve"]["rss_mib_after_queries"],
               "largest": report["sizes"][-1]["serve"]["rss_mib_after_queries"]}
     report["seven_minutes"]["serve"] = measure_serve(source, out, questions)

@@ -245,9 +245,9 @@ def flat_fields(schema: dict | None) -> list[tuple[str, dict]] | None:
 def _fields(llama, tokens: list[int], fields: list[tuple[str, dict]], temperature: float,
             max_tokens: int) -> Iterator[str]:
     """A JSON reply to a flat schema (`flat_fields`) after a prompt of `tokens` (`_prompt_tokens`),
-    written field by field: each key is read with what precedes it, in one batch, and only the values are generated, each under its own schema's
-    grammar (llama-cpp-python's converter, as for the whole object) followed by the comma or brace
-    that ends it.
+    written field by field: each key is read with what precedes it, in one batch, and only the values
+    are generated, each under its own schema's grammar (llama-cpp-python's converter, as for the whole
+    object) followed by the comma or brace that ends it.
 
     Under a whole-object grammar the model also generates every key, one step at a time, though the
     grammar allows nothing else: 6 of the 14-30 steps of an answer ({"passage": 1, "answer": "..."}),

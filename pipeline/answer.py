@@ -57,8 +57,9 @@ def answer_schema(n_passages: int) -> dict:
 
 
 def format_passages(hits: list[Hit]) -> str:
-    """Numbered passages with their file and times, as the model sees them."""
-    return "\n\n".join(f"[{i}] {h.file} {mmss(h.start)}-{mmss(h.end)}: {h.text}" for i, h in enumerate(hits, 1))
+    """Numbered passages with their recording's name, as the model sees them. Not their times: the
+    code, never the model, cites them, and a small model copied "01:03:00" as the date a letter bore."""
+    return "\n\n".join(f"[{i}] {h.file}: {h.text}" for i, h in enumerate(hits, 1))
 
 
 def ask(library: Library, embedder: Embedder, question: str, options: AnswerOptions = AnswerOptions(),
@@ -302,7 +303,11 @@ def _without(library: Library, hit: Hit, hidden: Times) -> Hit | None:
     return replace(hit, text=" ".join(s.evidence for s in kept)) if kept else None
 
 
-def relevant(embedder: Embedder, question: str, hits: list[Hit], floor: float, spread: float = 0.2,
+# How far below the best passage's similarity a passage may be and still be shown (see `relevant`).
+RELEVANCE_SPREAD = 0.2
+
+
+def relevant(embedder: Embedder, question: str, hits: list[Hit], floor: float,
              english: Callable[[Hit], list[str]] = lambda h: []) -> list[Hit]:
     """Hits worth showing the model: similar enough to the question, and near the best one.
 
@@ -323,7 +328,7 @@ def relevant(embedder: Embedder, question: str, hits: list[Hit], floor: float, s
     if best < floor:
         log.info("best passage %.3f below relevance floor %.2f", best, floor)
         return []
-    return [h for h, s in zip(hits, sims) if s >= max(floor, best - spread)]
+    return [h for h, s in zip(hits, sims) if s >= max(floor, best - RELEVANCE_SPREAD)]
 
 
 def _english(library: Library, hit: Hit, translator: Translator | None = None, hidden: Times = ()) -> list[str]:

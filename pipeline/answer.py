@@ -56,36 +56,30 @@ def answer_schema(n_passages: int) -> dict:
     }
 
 
-def format_passages(hits: list[Hit]) -> str:
-    """Numbered passages with their recording's name, as the model sees them. Not their times: the
-    code, never the model, cites them, and a small model copied "01:03:00" as the date a letter bore."""
-    return "\n\n".join(f"[{i}] {h.file}: {h.text}" for i, h in enumerate(hits, 1))
-
-
 def ask(library: Library, embedder: Embedder, question: str, options: AnswerOptions = AnswerOptions(),
         search_options: SearchOptions | None = None, on_token: Callable[[str], None] | None = None) -> Answer:
     """Answer a question from the library, with verified citations, or say that nothing was found."""
     custody.log_question(library, question)  # only if the library or EARMARK_AUDIT_QUESTIONS asks for it
     search_options = replace(search_options or SearchOptions(), k=options.k, llm=options, for_model=True)
-    answer = _ask(library, embedder, question, options, search_options, on_token)
-    asked = speakers.named(question)
-    if not answer.found and search_options.by_speaker and isinstance(asked, speakers.SpeakerByDeed):
+    query = speakers.read(question, search_options.by_speaker)  # the question is parsed here only
+    answer = _ask(library, embedder, query, options, search_options, on_token)
+    if not answer.found and isinstance(query.speaker, speakers.SpeakerByDeed):
         # A speaker named by a deed is the model's reading of one passage, and may be the wrong one
         # ("the person who raised the LCD idea" read as the one who took it up): if no one is found,
         # or their words answer nothing, the question is read again as if it named no one.
-        log.info("nothing found in the words of the speaker who %s; reading the question plainly", asked.deed)
-        answer = _ask(library, embedder, question, options, replace(search_options, by_speaker=False), None)
+        log.info("nothing found in the words of the speaker who %s; reading the question plainly", query.speaker.deed)
+        answer = _ask(library, embedder, query.plainly(), options, search_options, None)
     return answer
 
 
-def _ask(library: Library, embedder: Embedder, question: str, options: AnswerOptions, search_options: SearchOptions,
-         on_token: Callable[[str], None] | None) -> Answer:
-    hits = search(library, embedder, question, search_options)
+def _ask(library: Library, embedder: Embedder, query: speakers.Query, options: AnswerOptions,
+         search_options: SearchOptions, on_token: Callable[[str], None] | None) -> Answer:
+    question = query.text
+    hits = search(library, embedder, query, search_options)
     # "What did the second speaker say ...?": search found the passages where that speaker speaks; each
     # is read as that speaker's words only, and judged on what is asked ("what did someone say ...?").
-    asked = speakers.named(question) if search_options.by_speaker else None
-    speaker_of = {h.file_hash: h.speaker for h in hits} if asked else {}  # (search found their label)
-    topic = asked.naming(question) if asked else question
+    speaker_of = {h.file_hash: h.speaker for h in hits} if query.speaker else {}  # (search found their label)
+    topic = query.topic
     # Relevance and support are judged by the support model (MiniLM by default, whose thresholds these
     # are), whatever embedder found the passages.
     judge = load_embedder(EmbedOptions(model=options.support_model))
@@ -100,7 +94,7 @@ def _ask(library: Library, embedder: Embedder, question: str, options: AnswerOpt
         return Answer(question, NOT_FOUND, False)
     # Each passage is read and checked against the question as it stands in its recording: "where does
     # the first speaker live?" is "where does Diane live?" on the call, "... SPEAKER_1 ..." elsewhere.
-    about = {h.file_hash: asked.naming(question, speaker_of[h.file_hash]) if asked else question for h in hits}
+    about = {h.file_hash: query.in_recording(speaker_of.get(h.file_hash)) for h in hits}
     focused = [focus(library, judge, about[h.file_hash], h, speaker_of.get(h.file_hash), translator,
                      hidden[h.passage_id]) for h in hits]
     focused = [(h, spans) for h, spans in focused if spans]
@@ -349,7 +343,7 @@ def _english(library: Library, hit: Hit, translator: Translator | None = None, h
 
 def _generate(question: str, hits: list[Hit], options: AnswerOptions,
               on_token: Callable[[str], None] | None) -> dict:
-    messages = prompts.load("answer").format_messages(passages=format_passages(hits), question=question)
+    messages = prompts.load("answer").format_messages(passages=prompts.passages(hits), question=question)
     model = structured(chat_model(options), options.llm, answer_schema(len(hits)))
     parts = []
     # A model server's client times out only between two pieces; EARMARK_LLM_TIMEOUT bounds the answer.

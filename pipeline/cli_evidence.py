@@ -221,11 +221,11 @@ def speakers_list(obj, file: str, as_json: bool) -> None:
 @click.pass_obj
 def speakers_rename(obj, file: str, old: str, new: str) -> None:
     """Call speaker OLD of FILE by NEW from now on (the transcript is versioned and re-indexed)."""
-    from .speakers import rename
+    from .ingest import rename_speaker
 
     lib, embedder = obj.open()
     with lib.writing():  # a new transcript version and a re-index: one writer at a time (lock.py)
-        n = rename(lib, embedder, lib.find(file).sha256, old, new)
+        n = rename_speaker(lib, embedder, lib.find(file).sha256, old, new)
     click.echo(f"{old} → {new} in {n} segments of {lib.find(file).file_name}; re-indexed")
 
 

@@ -521,3 +521,18 @@ def model_record(options: TranscribeOptions) -> dict:
         version = "unknown"
     return {"name": options.model, "backend": options.backend, "backend_version": version,
             "settings": settings}
+
+
+def rename_speaker(library, embedder, sha256: str, old: str, new: str) -> int:
+    """Rename a speaker in a recording's transcript (saved as a new version, the old one kept),
+    re-index the recording so the name reaches search, answers and exports, and audit-log it.
+    Returns the number of segments relabelled."""
+    t = library.transcript(sha256)
+    changes = {"segments": speakers.rename_segments(t.segments, old, new), "created": now()}
+    if getattr(t, "translations", ()):
+        changes["translations"] = tuple(replace(s, speaker=new) if s.speaker == old else s for s in t.translations)
+    count = speakers.speaker_times(list(t.segments))[old][0]
+    library.save_transcript(replace(t, **changes))
+    index_transcript(library, embedder, library.transcript(sha256), ChunkOptions())
+    custody.log_event(library.root, "rename_speaker", file=t.file_name, sha256=sha256, old=old, new=new, segments=count)
+    return count

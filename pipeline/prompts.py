@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 
 from .errors import ConfigError
+from .records import Hit
 
 # prompts/ beside the package in a checkout; EARMARK_PROMPTS_DIR overrides (e.g. for an installed wheel).
 PROMPTS_DIR = Path(os.environ.get("EARMARK_PROMPTS_DIR", Path(__file__).resolve().parent.parent / "prompts"))
@@ -27,3 +28,10 @@ def load(name: str):
     if declared != used:
         raise ConfigError(f"prompt {path}: declares {sorted(declared)} but uses {sorted(used)}")
     return template
+
+
+def passages(hits: list[Hit]) -> str:
+    """Numbered passages with their recording's name, as a model sees them (answering, reranking).
+    Not their times: the code, never the model, cites them, and a small model copied "01:03:00" as the
+    date a letter bore."""
+    return "\n\n".join(f"[{i}] {h.file}: {h.text}" for i, h in enumerate(hits, 1))

@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Callable
 
+from . import prompts
 from .config import AnswerOptions
 from .errors import ConfigError
 from .records import Hit
@@ -30,7 +31,6 @@ def _none(question: str, hits: list[Hit], llm: AnswerOptions | None = None) -> l
 def _llm(question: str, hits: list[Hit], llm: AnswerOptions | None = None) -> list[Hit]:
     from dataclasses import replace
 
-    from .answer import format_passages
     from .llm import reply_json
     from .verify import without_instructions
 
@@ -39,7 +39,7 @@ def _llm(question: str, hits: list[Hit], llm: AnswerOptions | None = None) -> li
         "required": ["order"]}
     # Speech addressed to an AI is not shown to the reranking model either (verify.without_instructions).
     shown = [replace(h, text=without_instructions(h.text)) for h in hits]
-    reply = reply_json("rerank", schema, llm, passages=format_passages(shown), question=question)
+    reply = reply_json("rerank", schema, llm, passages=prompts.passages(shown), question=question)
     return by_order(hits, reply.get("order", []))
 
 

@@ -47,8 +47,8 @@ class SearchOptions:
     until: str | None = None  # ... and on or before this one
     speaker: str | None = None  # only passages where this speaker has a turn
     rerank: str = os.environ.get("EARMARK_RERANK", "none")  # see rerank.RERANKERS
-    # Read a speaker the query names, by order of speaking or by what they said, and search only their
-    # passages; False reads the query plainly.
+    # Read a speaker a query given as text names, by order of speaking or by what they said, and search
+    # only their passages; False reads it plainly. (A speakers.Query comes already read.)
     by_speaker: bool = True
     # The model search asks, to rerank (`rerank="llm"`) and to name the speaker of a deed: ask's own.
     llm: AnswerOptions = AnswerOptions()
@@ -91,61 +91,63 @@ class Scope:
                 and (not self.speaker or f"{self.speaker}: " in text))
 
 
-def search(library: Library, embedder: Embedder, query: str, options: SearchOptions = SearchOptions()) -> list[Hit]:
-    """The passages most relevant to the query, best first."""
+def search(library: Library, embedder: Embedder, query: str | speakers.Query,
+           options: SearchOptions = SearchOptions()) -> list[Hit]:
+    """The passages most relevant to the query, best first. A query given as text is read here
+    (`speakers.read`, by ``options.by_speaker``); ask reads its question once and passes the Query."""
     if options.mode not in MODES:
         raise ConfigError(f"unknown search mode {options.mode!r}; choose one of: {', '.join(MODES)}")
-    query = query.strip()
-    if not query:
+    query = query if isinstance(query, speakers.Query) else speakers.read(query, options.by_speaker)
+    query = replace(query, text=query.text.strip())
+    if not query.text:
         raise QueryError("empty query: say what to look for")
     scope = Scope.of(library, options)
     if scope.hashes == []:
         return []
-    asked = speakers.named(query) if options.by_speaker else None
-    if isinstance(asked, speakers.SpeakerByDeed):
-        hits = said_by_doer(library, embedder, query, asked, options, scope)
-    elif asked:
-        hits = spoken_by(library, embedder, query, asked, options, scope)
+    if isinstance(query.speaker, speakers.SpeakerByDeed):
+        hits = said_by_doer(library, embedder, query, options, scope)
+    elif query.speaker:
+        hits = spoken_by(library, embedder, query, options, scope)
     else:
-        hits = _ranked(library, embedder, query, options, scope)
-    return hits if options.rerank == "none" else rerank(options.rerank, query, hits, options.llm)
+        hits = _ranked(library, embedder, query.text, options, scope)
+    return hits if options.rerank == "none" else rerank(options.rerank, query.text, hits, options.llm)
 
 
-def spoken_by(library: Library, embedder: Embedder, query: str, asked: speakers.SpeakerByOrder,
-              options: SearchOptions, scope: Scope) -> list[Hit]:
+def spoken_by(library: Library, embedder: Embedder, query: speakers.Query, options: SearchOptions,
+              scope: Scope) -> list[Hit]:
     """The best passages in which the speaker a query names by order speaks ("what did the second
     speaker say about Chicago?": Sheila on the call, SPEAKER_2 in a diarized meeting, no one in a
     one-voice talk), searched for as "what did someone say about Chicago?": "the first speaker" says
     who spoke, not what they said, and its words would find "the first great sorrow of his life"."""
     label_of: dict[str, str | None] = {}
     kept = []
-    for hit in _ranked(library, embedder, asked.naming(query), replace(options, k=max(POOL, options.k)), scope):
+    for hit in _ranked(library, embedder, query.topic, replace(options, k=max(POOL, options.k)), scope):
         segments = library.transcript(hit.file_hash).segments
         if hit.file_hash not in label_of:
-            label_of[hit.file_hash] = asked.of(list(segments))
+            label_of[hit.file_hash] = query.speaker.of(list(segments))
         label = label_of[hit.file_hash]
         if label and any(s.speaker == label for s in during(segments, hit.start, hit.end)):
             kept.append(replace(hit, speaker=label))
     return kept[:options.k]
 
 
-def said_by_doer(library: Library, embedder: Embedder, query: str, asked: speakers.SpeakerByDeed,
-                 options: SearchOptions, scope: Scope) -> list[Hit]:
+def said_by_doer(library: Library, embedder: Embedder, query: speakers.Query, options: SearchOptions,
+                 scope: Scope) -> list[Hit]:
     """The best passages in which the speaker a query names by a deed speaks ("what did the participant
     who agreed with the LCD suggestion say people would find easier?"). The deed is searched for; the
     speaker who did it in the best passage (`SpeakerByDeed.of`) is the one asked about, and their
     passages in that recording are searched for the question. None are found where that passage
     has no speakers, or the model names none of them."""
-    found = _ranked(library, embedder, asked.deed, replace(options, k=1), scope)
+    found = _ranked(library, embedder, query.speaker.deed, replace(options, k=1), scope)
     if not found:
         return []
     where = found[0]
-    label = asked.of(sentences(indexed(library.transcript(where.file_hash).segments, where.start, where.end)),
-                     options.llm)
+    label = query.speaker.of(sentences(indexed(library.transcript(where.file_hash).segments, where.start,
+                                               where.end)), options.llm)
     if label is None:
         return []
     theirs = replace(scope, hashes=[where.file_hash], speaker=label)
-    return [replace(hit, speaker=label) for hit in _ranked(library, embedder, asked.naming(query), options, theirs)]
+    return [replace(hit, speaker=label) for hit in _ranked(library, embedder, query.topic, options, theirs)]
 
 
 def _ranked(library: Library, embedder: Embedder, query: str, options: SearchOptions, scope: Scope) -> list[Hit]:

@@ -179,6 +179,33 @@ class SpeakerByDeed:
         return label if label in labels else None
 
 
+@dataclass(frozen=True)
+class Query:
+    """A question as earmark reads it, parsed once (`read`): its words, and the speaker it asks about by
+    order of speaking or by a deed, if it names one. Search and the answer step both take it as it is."""
+
+    text: str
+    speaker: SpeakerByOrder | SpeakerByDeed | None = None
+
+    @property
+    def topic(self) -> str:
+        """What it asks about, whoever the speaker is ("what did someone say about Chicago?")."""
+        return self.speaker.naming(self.text) if self.speaker else self.text
+
+    def in_recording(self, label: str | None) -> str:
+        """The question as it stands in a recording where the speaker asked about is ``label``."""
+        return self.speaker.naming(self.text, label) if self.speaker and label else self.topic
+
+    def plainly(self) -> Query:
+        """The question read as naming no one."""
+        return replace(self, speaker=None)
+
+
+def read(question: str, by_speaker: bool = True) -> Query:
+    """The question parsed once; ``by_speaker`` False reads it as naming no one."""
+    return Query(question, named(question) if by_speaker else None)
+
+
 def named(question: str) -> SpeakerByOrder | SpeakerByDeed | None:
     """The speaker a question asks about by order of speaking or by what they said, if it does."""
     if ordered := by_order(question):
@@ -212,23 +239,3 @@ def rename_segments(segments: tuple[Segment, ...], old: str, new: str) -> tuple[
     if not new.strip() or new.strip() != new or ":" in new:
         raise EarmarkError(f"{new!r} is not a usable speaker name (no leading/trailing spaces, no ':')")
     return tuple(replace(s, speaker=new) if s.speaker == old else s for s in segments)
-
-
-def rename(library, embedder, sha256: str, old: str, new: str) -> int:
-    """Rename a speaker in a recording's transcript (saved as a new version, the old one kept),
-    re-index the recording so the name reaches search, answers and exports, and audit-log it.
-    Returns the number of segments relabelled."""
-    from .config import ChunkOptions
-    from .custody import log_event
-    from .ingest import index_transcript  # ingest imports this module
-    from .store import now
-
-    t = library.transcript(sha256)
-    changes = {"segments": rename_segments(t.segments, old, new), "created": now()}
-    if getattr(t, "translations", ()):
-        changes["translations"] = tuple(replace(s, speaker=new) if s.speaker == old else s for s in t.translations)
-    count = speaker_times(list(t.segments))[old][0]
-    library.save_transcript(replace(t, **changes))
-    index_transcript(library, embedder, library.transcript(sha256), ChunkOptions())
-    log_event(library.root, "rename_speaker", file=t.file_name, sha256=sha256, old=old, new=new, segments=count)
-    return count

@@ -465,11 +465,17 @@ def test_a_speaker_misread_from_what_they_said_leaves_the_question_read_plainly(
     as if it named no one. Here no speaker is found (the model is beside the point, so it is stubbed)."""
     from pipeline.speakers import SpeakerByDeed
 
+    from pipeline import speakers
+
     monkeypatch.setattr(SpeakerByDeed, "of", lambda self, spans, llm=None: None)
     question = "What did the caller who said she was in Texas say they call her down there?"
     assert search(sample_library, embedder, question, SearchOptions(k=5)) == []
+    # The question is read for a speaker once, though it is searched for and answered twice.
+    reads = []
+    monkeypatch.setattr(speakers, "named", lambda q, named=speakers.named: reads.append(q) or named(q))
     a = ask(sample_library, embedder, question)
     assert a.found and "yankee" in a.answer.lower() and a.citations[0].file == CALL, a
+    assert reads == [question]
 
 
 def test_the_model_ask_is_given_also_names_the_speaker_of_a_deed(sample_library, embedder, monkeypatch):

@@ -101,7 +101,7 @@ def default_of(name: str):
     return getattr(AnswerOptions(), attr) if where == "options" else getattr(importlib.import_module(f"pipeline.{where}"), attr)
 
 
-def sweep(library: Path, knobs: list[str], questions: list[dict], progress=print) -> dict:
+def sweep(library: Path, knobs: list[str], questions: list[dict], progress=print, done=lambda knobs: None) -> dict:
     from pipeline.answer import ask
     from pipeline.config import AnswerOptions, EmbedOptions
     from pipeline.embed import load
@@ -131,7 +131,28 @@ def sweep(library: Path, knobs: list[str], questions: list[dict], progress=print
             progress(f"{name} = {value}: {rows[-1]['answers correct (answerable)']:.2f} / "
                      f"{rows[-1]['abstention (unanswerable)']:.2f} ({counts})")
         out[name] = {"default": default, "rows": rows}
+        done(out)  # (the report so far: a long run stopped midway keeps the numbers it finished)
     return out
+
+
+# The answer path: what turns a question and its hits into a checked answer (search is not in it).
+ANSWER_PATH = ("pipeline/answer.py", "pipeline/citations.py", "pipeline/verify.py", "pipeline/speakers.py",
+               "pipeline/sentences.py", "pipeline/translation.py", "prompts/answer.toml")
+
+
+def answer_path_size(before: str | None) -> list[dict]:
+    """Lines of each answer-path file now and at git revision ``before`` (None: now only)."""
+    import subprocess
+
+    root = EVAL_DIR.parent
+
+    def lines(path: str, rev: str | None) -> int | None:
+        if rev is None:
+            return len((root / path).read_text().splitlines()) if (root / path).exists() else None
+        shown = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, text=True)
+        return len(shown.stdout.splitlines()) if shown.returncode == 0 else None
+    return [{"file": path, "before": lines(path, before) if before else None, "now": lines(path, None)}
+            for path in ANSWER_PATH]
 
 
 FIGURES = ("answers correct (answerable)", "abstention (unanswerable)", "citations supported")
@@ -156,6 +177,14 @@ def markdown(result: dict, command: str) -> str:
              "Each number set to each value, the others at their defaults; every dev question asked again "
              f"({result['n']} questions: {result['n_answerable']} answerable, {result['n_unanswerable']} not). "
              "Test is never swept. The default value is in bold.", ""]
+    size = result.get("answer_path")
+    if size:
+        before = result.get("before")
+        lines += [f"## The answer path's size (lines){f', at {before} and now' if before else ''}", "",
+                  "| file | before | now |", "|---|---|---|"]
+        lines += [f"| `{r['file']}` | {r['before'] if r['before'] is not None else '—'} | {r['now']} |" for r in size]
+        total = [sum(r[k] or 0 for r in size) for k in ("before", "now")]
+        lines += [f"| total | {total[0] if before else '—'} | {total[1]} |", ""]
     for name, knob in result["knobs"].items():
         lines += [f"## `{name}` (default {knob['default']})", "", f"![{name}]({name}.png)", "",
                   f"Verdict: {verdict(knob['rows'])}.", "",
@@ -195,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=EVAL_DIR / "results" / "sweeps")
     p.add_argument("--knobs", default=",".join(KNOBS), help="comma-separated names of KNOBS")
     p.add_argument("--set", type=Path, default=DEV, help="the questions (dev; test is refused)")
+    p.add_argument("--before", help="a git revision to compare the answer path's size with")
     args = p.parse_args(argv)
     if args.set.resolve() == SPLITS["test"].resolve():
         raise SystemExit("earmark_eval.sweeps: the test split is never swept; tune on dev (sets/real.jsonl)")
@@ -204,18 +234,21 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"earmark_eval.sweeps: unknown number(s) {', '.join(unknown)}; known: {', '.join(KNOBS)}")
     questions = [json.loads(line) for line in args.set.read_text().splitlines() if line.strip()]
     started = time.monotonic()
-    knobs_out = sweep(args.library, knobs, questions)
-    result = {"set": str(args.set), "n": len(questions),
-              "n_answerable": sum(q.get("answerable", True) for q in questions),
-              "n_unanswerable": sum(not q.get("answerable", True) for q in questions),
-              "knobs": knobs_out, "wall_seconds": round(time.monotonic() - started, 1)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.json").write_text(json.dumps(result, indent=1))
-    for name, knob in knobs_out.items():
-        plot(name, knob, args.out / f"{name}.png")
     command = "python -m earmark_eval.sweeps --library DIR --out " + str(args.out) + \
-        ("" if knobs == list(KNOBS) else f" --knobs {args.knobs}")
-    (args.out / "report.md").write_text(markdown(result, command))
+        ("" if knobs == list(KNOBS) else f" --knobs {args.knobs}") + (f" --before {args.before}" if args.before else "")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def write(knobs_out: dict) -> None:
+        result = {"set": str(args.set), "n": len(questions),
+                  "n_answerable": sum(q.get("answerable", True) for q in questions),
+                  "n_unanswerable": sum(not q.get("answerable", True) for q in questions),
+                  "knobs": knobs_out, "wall_seconds": round(time.monotonic() - started, 1),
+                  "before": args.before, "answer_path": answer_path_size(args.before)}
+        (args.out / "report.json").write_text(json.dumps(result, indent=1))
+        for name, knob in knobs_out.items():
+            plot(name, knob, args.out / f"{name}.png")
+        (args.out / "report.md").write_text(markdown(result, command))
+    sweep(args.library, knobs, questions, done=write)
     print(f"wrote {args.out / 'report.md'}")
 
 

@@ -292,3 +292,24 @@ def test_chapter_boundaries_are_scored_within_the_tolerance():
     assert (s["precision"], s["recall"]) == (2 / 3, 2 / 3) and abs(s["f1"] - 2 / 3) < 1e-9
     assert boundary_scores([], [])["f1"] == 1.0  # one recording, one chapter: nothing to find, nothing wrong
     assert boundary_scores([], [30.0])["recall"] == 0.0
+
+
+def test_a_sweep_refuses_the_test_split_and_reads_its_curves():
+    """Numbers are chosen on dev only; a sweep says which of its numbers decide nothing."""
+    from earmark_eval import sweeps
+    from earmark_eval.splits import SPLITS
+
+    with pytest.raises(SystemExit, match="never swept"):
+        sweeps.main(["--library", "unused", "--set", str(SPLITS["test"])])
+    row = lambda v, a, b, wrong, default=False: {  # noqa: E731
+        "value": v, "default": default, "answers correct (answerable)": a, "abstention (unanswerable)": b,
+        "citations supported": 1.0, "wrong": wrong}
+    flat = [row(0.1, 0.8, 0.7, ["q1"]), row(0.2, 0.8, 0.7, ["q1"], True), row(0.3, 0.8, 0.7, ["q1"])]
+    assert "decides nothing" in sweeps.verdict(flat)
+    best = [row(0.1, 0.7, 0.7, ["q1", "q2"]), row(0.2, 0.8, 0.7, ["q1"], True), row(0.3, 0.8, 0.6, ["q1", "q9"])]
+    assert "default is best" in sweeps.verdict(best)
+    # Better on one figure and worse on the other is a trade, not better; as good on both and better on one is.
+    trade = [row(0.1, 0.9, 0.5, ["q9"]), row(0.2, 0.8, 0.7, ["q1"], True)]
+    assert "default is best" in sweeps.verdict(trade)
+    better = [row(0.1, 0.8, 0.8, []), row(0.2, 0.8, 0.7, ["q1"], True)]
+    assert "0.1" in sweeps.verdict(better)

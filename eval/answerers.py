@@ -36,10 +36,13 @@ def asked(library: Path, model: str, questions: list[dict], progress=print) -> d
     lib = Library(library, embedder.name)
     options = replace(AnswerOptions(), model=model)
     ask(lib, embedder, questions[0]["question"], options)  # loads the model (untimed)
-    answers, seconds = {}, []
+    answers, seconds, errors = {}, [], {}
     for q in questions:
         started = time.monotonic()
-        answers[q["id"]] = ask(lib, embedder, q["question"], options).to_json()
+        try:
+            answers[q["id"]] = ask(lib, embedder, q["question"], options).to_json()
+        except Exception as e:  # scored as a missing answer, as run.run_asks does (a reply cut off, ...)
+            errors[q["id"]] = f"{type(e).__name__}: {e}"
         seconds.append(time.monotonic() - started)
     a = metrics.answer_metrics(questions, answers, lib.durations())
     progress(f"{model}: {a['accuracy_answerable']:.2f} / {a['abstention_rate']:.2f}")
@@ -49,22 +52,26 @@ def asked(library: Path, model: str, questions: list[dict], progress=print) -> d
             "abstention interval": a["interval95"]["abstention_rate"],
             "citations supported": a["citation_support"], "n_answerable": a["n_answerable"],
             "n_unanswerable": a["n_unanswerable"], "ask p50 s": metrics.percentile(seconds, 50),
-            "wrong": sorted(r["id"] for r in a["per_question"] if not r["correct"])}
+            "wrong": sorted(r["id"] for r in a["per_question"] if not r["correct"]), "errors": errors}
 
 
 def markdown(result: dict, command: str) -> str:
+    def fmt(x):
+        return "—" if x is None else f"{x:.2f}"
+
     def ci(x):
         return f" [{x[0]:.2f}, {x[1]:.2f}]" if x else ""
 
     lines = ["# Answering models on dev and test", "", f"Command: `{command}`", "",
-             "Same library, same code, same questions; only the answering model changes. [95% Wilson interval]",
+             "Same library, same code, same questions; only the answering model changes. [95% Wilson interval] "
+             "An ask that failed (errors column: e.g. a reply cut off at max_tokens) counts as wrong.",
              "", "| model | split | answers correct (answerable) | abstention (unanswerable) | citations supported "
-             "| ask p50 s |", "|---|---|---|---|---|---|"]
+             "| ask p50 s | errors |", "|---|---|---|---|---|---|---|"]
     for model, splits in result["models"].items():
         for split, r in splits.items():
             lines.append(f"| {model} | {split} | {r['answers correct (answerable)']:.2f}{ci(r['interval'])} | "
                          f"{r['abstention (unanswerable)']:.2f}{ci(r['abstention interval'])} | "
-                         f"{r['citations supported']:.2f} | {r['ask p50 s']:.2f} |")
+                         f"{fmt(r['citations supported'])} | {fmt(r['ask p50 s'])} | {len(r.get('errors', {}))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,23 +26,16 @@ from earmark_eval.splits import SPLITS
 
 def asked(library: Path, model: str, questions: list[dict], progress=print) -> dict:
     """Every question asked with ``model``: the answer figures, and seconds per ask after a warm-up."""
-    from pipeline.answer import ask
     from pipeline.config import AnswerOptions, EmbedOptions
     from pipeline.embed import load
     from pipeline.store import Library
 
+    from earmark_eval.run import run_asks
+
     embedder = load(EmbedOptions())
     lib = Library(library, embedder.name)
-    options = replace(AnswerOptions(), model=model)
-    ask(lib, embedder, questions[0]["question"], options)  # loads the model (untimed)
-    answers, seconds, errors = {}, [], {}
-    for q in questions:
-        started = time.monotonic()
-        try:
-            answers[q["id"]] = ask(lib, embedder, q["question"], options).to_json()
-        except Exception as e:  # scored as a missing answer, as run.run_asks does (a reply cut off, ...)
-            errors[q["id"]] = f"{type(e).__name__}: {e}"
-        seconds.append(time.monotonic() - started)
+    asks = run_asks(lib, embedder, questions, progress, replace(AnswerOptions(), model=model))
+    answers, seconds, errors = asks["answers"], asks["latency"], asks["errors"]
     a = metrics.answer_metrics(questions, answers, lib.durations())
     progress(f"{model}: {a['accuracy_answerable']:.2f} / {a['abstention_rate']:.2f}")
     return {"answers correct (answerable)": a["accuracy_answerable"],

@@ -219,12 +219,13 @@ def run_searches(lib, embedder, questions: Sequence[dict], progress: Progress) -
     return out
 
 
-def run_asks(lib, embedder, questions: Sequence[dict], progress: Progress) -> dict:
-    """Ask every question (after one untimed warm-up that loads the LLM): answers, latencies, errors."""
+def run_asks(lib, embedder, questions: Sequence[dict], progress: Progress, options=None) -> dict:
+    """Ask every question (after one untimed warm-up that loads the LLM): answers, latencies, errors.
+    ``options``: the AnswerOptions to ask with (default: as configured)."""
     from pipeline.answer import ask
     from pipeline.config import AnswerOptions
 
-    options = AnswerOptions()
+    options = options or AnswerOptions()
     _, cold = _timed(ask, lib, embedder, questions[0]["question"], options)
     answers, seconds, errors = {}, [], {}
     for i, q in enumerate(questions, start=1):

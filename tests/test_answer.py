@@ -676,3 +676,13 @@ def test_an_answer_does_not_depend_on_what_was_asked_before(sample_library, embe
                   "What did the speaker say about the country?"):
         ask(sample_library, embedder, other)
     assert ask(sample_library, embedder, q).to_json() == first
+
+
+def test_the_model_reads_passages_by_number_and_recording_without_their_times():
+    """The code cites from the passage number; times shown to the model were copied as facts ("dated
+    01:03:00")."""
+    hit = Hit(passage_id="h:0", file_hash="h", file="carta.mp3", start=63.0, end=84.5, text="Valdemoro, 20 de septiembre.",
+              score=1.0)
+    shown = prompts.passages([hit])
+    assert shown == "[1] carta.mp3: Valdemoro, 20 de septiembre."
+    assert not re.search(r"\d\d:\d\d", shown)

@@ -24,7 +24,8 @@ from .citations import citation, narrow
 from .config import AnswerOptions, EmbedOptions
 from .embed import Embedder
 from .embed import load as load_embedder
-from .llm import calling, chat_model, parse_json, structured
+from .errors import ModelReplyError
+from .llm import calling, chat_model, parse_json, structured, whole_fields
 from .records import Answer, Hit, Segment, during, indexed, mmss
 from .search import SearchOptions, search
 from .sentences import Span, sentences
@@ -104,7 +105,9 @@ def _ask(library: Library, embedder: Embedder, query: speakers.Query, options: A
     shown = list(range(len(focused)))  # indices into focused of the passages the model reads
     for reading in range(READINGS):
         reply = _generate(question, [focused[i][0] for i in shown], options, on_token if reading == 0 else None)
-        n, text = reply.get("passage"), str(reply.get("answer", "")).strip()
+        if "answer" not in reply:  # cut off before its answer was whole (_generate): nothing to check
+            break
+        n, text = reply.get("passage"), str(reply["answer"]).strip()
         if not text:
             if reading == 0:
                 return Answer(question, NOT_FOUND, False)
@@ -355,4 +358,13 @@ def _generate(question: str, hits: list[Hit], options: AnswerOptions,
             parts.append(chunk.content)
             if on_token:
                 on_token(chunk.content)
-    return parse_json("".join(parts))
+    text = "".join(parts)
+    try:
+        return parse_json(text)
+    except ModelReplyError:
+        # A reply cut off at max_tokens (a small model that runs on) or one that is not JSON at all: the
+        # fields it wrote whole are read, and an answer it did not finish is no answer (_ask quotes).
+        reply = whole_fields(text)
+        log.warning("the model's reply stopped before it was whole (max_tokens %d): %r; read as %s",
+                    options.max_tokens, text[-80:], reply)
+        return reply

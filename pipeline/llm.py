@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -411,6 +412,31 @@ def parse_json(text: str) -> dict:
         return json.loads(text[start:end + 1])
     except (ValueError, json.JSONDecodeError) as e:
         raise ModelReplyError(f"the model did not return JSON: {text[:120]!r}") from e
+
+
+def whole_fields(text: str) -> dict:
+    """The fields of a JSON object reply that were written whole before it stopped (at max_tokens, or a
+    server's reply that is not JSON): '{"passage": 2, "answer": "It was the cot' gives {"passage": 2}.
+    A field cut short is left out, never completed, so a cut answer is not taken for a whole one; that
+    is why langchain_core's parse_partial_json, which closes the open string, is not used here."""
+    decoder, out = json.JSONDecoder(), {}
+    i = text.find("{") + 1
+    if i == 0:
+        return out
+    while True:
+        i = _SEPARATOR.match(text, i).end()
+        try:
+            key, i = decoder.raw_decode(text, i)
+            i = _COLON.match(text, i).end()
+            value, i = decoder.raw_decode(text, i)
+        except (ValueError, AttributeError):  # AttributeError: no colon after the key
+            return out
+        if not isinstance(key, str) or not _END.match(text, i):  # '"passage": 1' may have been 12
+            return out
+        out[key] = value
+
+
+_SEPARATOR, _COLON, _END = re.compile(r"[\s,]*"), re.compile(r"\s*:\s*"), re.compile(r"\s*[,}]")
 
 
 class FieldStream:

@@ -686,3 +686,15 @@ def test_the_model_reads_passages_by_number_and_recording_without_their_times():
     shown = prompts.passages([hit])
     assert shown == "[1] carta.mp3: Valdemoro, 20 de septiembre."
     assert not re.search(r"\d\d:\d\d", shown)
+
+
+def test_a_reply_cut_off_before_its_answer_is_whole_is_no_answer_and_a_plain_quote_stands(sample_library, embedder):
+    """The real model stopped at max_tokens before its answer was whole (as the packaged 0.5B model does when
+    it runs on): ask raised "the model did not return JSON". Now the unfinished answer is not shown, and the
+    sentence that plainly answers the question is quoted and cited, as when an answer is not borne out; a
+    question no sentence answers plainly is 'nothing found'."""
+    cut = AnswerOptions(max_tokens=4)
+    a = ask(sample_library, embedder, "What led him to leave his native country?", cut)
+    assert a.found and a.answer.startswith("The recording says") and a.citations[0].file == NARRATOR
+    b = ask(sample_library, embedder, "What did Kennedy ask Americans to do?", cut)
+    assert not b.found and b.citations == ()

@@ -51,5 +51,18 @@ def test_other_schemas_are_written_whole_and_a_reply_cut_short_is_not_json():
     pieces = _pieces(order, rerank)
     assert pieces[0] != '{"order":'  # generated token by token, as llama-cpp-python writes a whole object
     assert set(json.loads("".join(pieces))["order"]) <= {1, 2}
+    cut = "".join(_pieces(answer_schema(2), max_tokens=4))
     with pytest.raises(llm.ModelReplyError):
-        llm.parse_json("".join(_pieces(answer_schema(2), max_tokens=4)))
+        llm.parse_json(cut)
+    assert llm.whole_fields(cut) == {"passage": 1}  # the answer it had begun is left out, not closed
+
+
+@pytest.mark.parametrize("reply, whole", [
+    ('{"passage": 2, "answer": "It was the cot', {"passage": 2}),
+    ('{"passage": 1', {}),  # it may have been 12
+    ('{ "passage" : 3 ,\n "answer": "a \\"b\\" c", "more": [1, 2', {"passage": 3, "answer": 'a "b" c'}),
+    ('{"passage": 2, "answer": "x"}', {"passage": 2, "answer": "x"}),
+    ("I cannot answer that.", {}),
+])
+def test_the_fields_of_a_reply_written_whole_are_read_and_a_field_cut_short_is_not(reply, whole):
+    assert llm.whole_fields(reply) == whole

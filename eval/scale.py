@@ -15,11 +15,13 @@ are scored, so every synthetic passage is a distractor: speech of other recordin
 the answer or of the sentences around it (a copy would be a right answer in another file). Search
 latency is measured over all the questions. The transcripts are written as the store writes them (store.write_atomic, the same JSON), then
 catalogued and indexed by ingest's own `index_transcript` (catalog row, Chroma, FTS5).
-Embeddings are all real: a synthetic recording is made of blocks (3 to 12 consecutive segments of one
-real recording, --blocks of them in all) parted by silences longer than the chunker's max_gap, so each
-block is cut into passages of its own, and each distinct passage text is embedded once with the
-library's embedder (about 14 passages/s here: embedding a million distinct passages would take 20 h).
-The library's passages are then a few thousand real passages recurring across recordings and times.
+Embeddings are all real: a synthetic recording is made of blocks (`Archive`: 3 to 12 segments in one
+to three stretches of consecutive segments of a real recording; --blocks of them in all) parted by
+silences longer than the chunker's max_gap, so each block is cut into passages of its own, and each
+distinct passage text is embedded once with the library's embedder (embedding a million distinct
+passages would take most of a day on 2 cores). The library's passages are the blocks' distinct
+passages recurring across recordings and times; the report says how many there are and how often
+each recurs at each size.
 
 Measured at each size, after a warm-up, in this process (the library's own code, warm models):
 search latency per mode (hybrid, dense, lexical; exact phrase; hybrid with a file, a speaker and a date
@@ -111,18 +113,35 @@ def _segment_dict(s) -> dict:
 
 
 class Archive:
-    """Synthetic one-hour recordings made of blocks: a block is a run of 3 to 12 consecutive segments
-    of one real recording, and blocks are parted by a silence longer than the chunker's max_gap, so
-    each block is cut into passages of its own and every passage of the library is one of a finite
-    set of real passages (each embedded for real, once: `CachedEmbedder`)."""
+    """Synthetic one-hour recordings made of blocks parted by a silence longer than the chunker's max_gap,
+    so each block is cut into passages of its own. A block is 3 to 12 segments in one to three stretches,
+    each a run of consecutive segments of one real recording, joined by short pauses: speech that moves
+    from one recording's words to another's, as a meeting moves between topics. `max_blocks` distinct
+    blocks are drawn once (seeded) and the recordings are made of them, so the library's distinct passages
+    are the blocks' (each embedded once: `CachedEmbedder`) and the rest recur.
+
+    The blocks were runs of one recording only, at first: 298 of them, so a million passages were 248
+    texts in about 4,000 copies each, and one distractor's copies filled every list of candidates (dense
+    hit@5 0.0 at 1M). Stretches of several recordings give as many distinct texts as one pays to embed."""
 
     def __init__(self, pool: list[list[dict]], max_blocks: int, seed: int = SEED):
         from pipeline.config import ChunkOptions
 
-        blocks = [(i, a, n) for i, run in enumerate(pool) for a in range(len(run))
-                  for n in range(3, 13) if a + n <= len(run)] or [(i, 0, len(run)) for i, run in enumerate(pool)]
-        rng = random.Random(seed)
-        self.blocks = sorted(rng.sample(blocks, max_blocks)) if len(blocks) > max_blocks else blocks
+        rng, blocks = random.Random(seed), set()
+        for _ in range(50 * max_blocks):
+            if len(blocks) >= max_blocks:
+                break
+            want, block, size = rng.randint(3, 12), [], 0
+            for _ in range(3):
+                i = rng.randrange(len(pool))
+                a = rng.randrange(len(pool[i]))
+                n = min(len(pool[i]) - a, want - size)
+                block.append((i, a, n))
+                size += n
+                if size >= want:
+                    break
+            blocks.add(tuple(block))
+        self.blocks = sorted(blocks)
         self.pool, self.seed, self.gap = pool, seed, ChunkOptions().max_gap
 
     def recording(self, n: int) -> tuple[dict, str]:
@@ -132,15 +151,16 @@ class Archive:
         sha = hashlib.sha256(f"earmark-scale:{self.seed}:{n}".encode()).hexdigest()
         segments, clock = [], 0.0
         while clock < RECORDING_SECONDS:
-            i, a, k = self.blocks[rng.randrange(len(self.blocks))]
-            take = self.pool[i][a:a + k]
-            shift = clock + rng.uniform(self.gap + 0.5, self.gap + 4.0) - take[0]["start"]
-            for s in take:
-                segments.append({**s, "id": len(segments), "start": round(s["start"] + shift, 3),
-                                 "end": round(s["end"] + shift, 3),
-                                 "words": [{**w, "start": round(w["start"] + shift, 3), "end": round(w["end"] + shift, 3)}
-                                           for w in s["words"]]})
-            clock = segments[-1]["end"]
+            clock += rng.uniform(self.gap + 0.5, self.gap + 4.0)
+            for i, a, k in self.blocks[rng.randrange(len(self.blocks))]:
+                take = self.pool[i][a:a + k]
+                shift = clock - take[0]["start"]
+                for s in take:
+                    segments.append({**s, "id": len(segments), "start": round(s["start"] + shift, 3),
+                                     "end": round(s["end"] + shift, 3),
+                                     "words": [{**w, "start": round(w["start"] + shift, 3),
+                                                "end": round(w["end"] + shift, 3)} for w in s["words"]]})
+                clock = segments[-1]["end"] + rng.uniform(0.3, 1.0)  # a pause, not a new passage
         day = time.strftime("%Y-%m-%d", time.gmtime(1546300800 + (n * 7919 % 2920) * 86400))  # 2019-2026
         transcript = {"file_hash": sha, "file_name": name, "duration": round(clock + 1.0, 3), "segments": segments,
                       "model": {"name": "synthetic", "backend": "earmark_eval.scale"}, "created": f"{day}T00:00:00+00:00",
@@ -338,8 +358,11 @@ def write_report(report: dict, out: Path) -> None:
              f"Built and measured in {report['wall_s'] / 60:.0f} min. How the libraries are made: "
              "`eval/scale.py`'s docstring. ", f"Every passage has its real embedding: the synthetic passages are "
              f"{report['embedding']['distinct_passages']:,} distinct texts (from {report['pool']['blocks']:,} blocks), "
-             "each embedded once and recurring; a distractor that outranks an answer does so in all its copies, "
-             "so the quality figures are a worst case for a library of this size. ",
+             "each embedded once and recurring (copies of each at each size: "
+             + ", ".join(f"{r['passages'] / report['embedding']['distinct_passages']:,.0f} at {r['passages']:,}"
+                         for r in report["sizes"]) + "); a distractor that outranks an answer does so in all its "
+             "copies, which crowd the lists of candidates the more there are, so the quality figures are a worst "
+             "case for a library of this size. ",
              f"Synthetic recordings made of {len(report['pool']['from'])} real recordings' segments; quality scored on "
              f"{report['scored']['questions']} questions ({report['scored']['unanswerable']} unanswerable) about the "
              f"other {len(report['scored']['recordings'])}: {', '.join(report['scored']['recordings'])}.", "",

@@ -313,3 +313,30 @@ def test_a_sweep_refuses_the_test_split_and_reads_its_curves():
     assert "default is best" in sweeps.verdict(trade)
     better = [row(0.1, 0.8, 0.8, []), row(0.2, 0.8, 0.7, ["q1"], True)]
     assert "0.1" in sweeps.verdict(better)
+
+
+def test_the_scale_archive_is_made_of_distinct_blocks_each_its_own_passages():
+    """eval/scale.py's synthetic recordings: distinct blocks of 3 to 12 real segments in up to three
+    stretches of consecutive ones; within a block pauses shorter than the chunker's max_gap, between
+    blocks longer ones, so the chunker cuts a block into passages of its own; times only go forward."""
+    from earmark_eval.scale import Archive
+    from pipeline.config import ChunkOptions
+
+    def seg(run, i):
+        start = 10.0 * i
+        return {"id": i, "start": start, "end": start + 3.0, "text": f"run {run} segment {i}", "speaker": None,
+                "language": "en", "flag": None, "words": [{"text": f"w{i}", "start": start, "end": start + 3.0}]}
+
+    pool = [[seg(r, i) for i in range(n)] for r, n in enumerate((1, 4, 20))]
+    archive = Archive(pool, 200)
+    assert len(archive.blocks) == len(set(archive.blocks)) == 200
+    for block in archive.blocks:
+        assert 1 <= len(block) <= 3 and all(a + n <= len(pool[i]) for i, a, n in block)
+        assert 3 <= sum(n for _, _, n in block) <= 12 or len(block) == 3
+    d, _ = archive.recording(7)
+    segs = d["segments"]
+    gaps = [b["start"] - a["end"] for a, b in zip(segs, segs[1:])]
+    assert all(g > 0 for g in gaps) and d["duration"] >= 3600
+    assert any(g > ChunkOptions().max_gap for g in gaps) and any(g < 1.0 for g in gaps)
+    assert all(w["start"] >= s["start"] and w["end"] <= s["end"] for s in segs for w in s["words"])
+    assert archive.recording(7)[0] == d  # made from its number and the seed: the same recording again

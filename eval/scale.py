@@ -15,13 +15,13 @@ are scored, so every synthetic passage is a distractor: speech of other recordin
 the answer or of the sentences around it (a copy would be a right answer in another file). Search
 latency is measured over all the questions. The transcripts are written as the store writes them (store.write_atomic, the same JSON), then
 catalogued and indexed by ingest's own `index_transcript` (catalog row, Chroma, FTS5).
-Embeddings are all real: a synthetic recording is made of blocks (`Archive`: 3 to 12 segments in one
-to three stretches of consecutive segments of a real recording; --blocks of them in all) parted by
-silences longer than the chunker's max_gap, so each block is cut into passages of its own, and each
-distinct passage text is embedded once with the library's embedder (embedding a million distinct
-passages would take most of a day on 2 cores). The library's passages are the blocks' distinct
-passages recurring across recordings and times; the report says how many there are and how often
-each recurs at each size.
+Embeddings are all real: a synthetic recording is made of blocks (`Archive`, --construction: runs of
+3 to 12 consecutive segments of one real recording, or 3 to 12 segments in one to three stretches of
+several; --blocks of them in all) parted by silences longer than the chunker's max_gap, so each block
+is cut into passages of its own, and each distinct passage text is embedded once with the library's
+embedder (about 15 passages/s on 2 cores: a million distinct passages would take most of a day). The
+library's passages are the blocks' distinct passages recurring across recordings and times; the
+report says how many there are and how often each recurs at each size.
 
 Measured at each size, after a warm-up, in this process (the library's own code, warm models):
 search latency per mode (hybrid, dense, lexical; exact phrase; hybrid with a file, a speaker and a date
@@ -114,34 +114,44 @@ def _segment_dict(s) -> dict:
 
 class Archive:
     """Synthetic one-hour recordings made of blocks parted by a silence longer than the chunker's max_gap,
-    so each block is cut into passages of its own. A block is 3 to 12 segments in one to three stretches,
-    each a run of consecutive segments of one real recording, joined by short pauses: speech that moves
-    from one recording's words to another's, as a meeting moves between topics. `max_blocks` distinct
-    blocks are drawn once (seeded) and the recordings are made of them, so the library's distinct passages
-    are the blocks' (each embedded once: `CachedEmbedder`) and the rest recur.
+    so each block is cut into passages of its own. `max_blocks` blocks are drawn once (seeded) and the
+    recordings are made of them, so the library's distinct passages are the blocks' (each embedded once:
+    `CachedEmbedder`) and the rest recur. Two constructions (--construction):
 
-    The blocks were runs of one recording only, at first: 298 of them, so a million passages were 248
-    texts in about 4,000 copies each, and one distractor's copies filled every list of candidates (dense
-    hit@5 0.0 at 1M). Stretches of several recordings give as many distinct texts as one pays to embed."""
+    - "runs": a block is a run of 3 to 12 consecutive segments of one real recording. There are about
+      300 such runs in the pool, so a million passages are ~250 texts in ~4,000 copies each, and one
+      distractor's copies fill every list of candidates (dense hit@5 0.0 at 1M): what the quality figures
+      measure is copies as much as distractors.
+    - "stretches": a block is 3 to 12 segments in one to three stretches of consecutive segments, each of
+      a real recording, joined by short pauses (speech that moves from one recording's words to
+      another's, as a meeting moves between topics): as many distinct texts as one pays to embed.
+    """
 
-    def __init__(self, pool: list[list[dict]], max_blocks: int, seed: int = SEED):
+    def __init__(self, pool: list[list[dict]], max_blocks: int, seed: int = SEED, construction: str = "runs"):
         from pipeline.config import ChunkOptions
 
-        rng, blocks = random.Random(seed), set()
-        for _ in range(50 * max_blocks):
-            if len(blocks) >= max_blocks:
-                break
-            want, block, size = rng.randint(3, 12), [], 0
-            for _ in range(3):
-                i = rng.randrange(len(pool))
-                a = rng.randrange(len(pool[i]))
-                n = min(len(pool[i]) - a, want - size)
-                block.append((i, a, n))
-                size += n
-                if size >= want:
+        rng = random.Random(seed)
+        if construction == "runs":
+            runs = [(i, a, n) for i, run in enumerate(pool) for a in range(len(run))
+                    for n in range(3, 13) if a + n <= len(run)] or [(i, 0, len(run)) for i, run in enumerate(pool)]
+            runs = sorted(rng.sample(runs, max_blocks)) if len(runs) > max_blocks else runs
+            self.blocks = [((i, a, n),) for i, a, n in runs]
+        else:
+            blocks: set = set()
+            for _ in range(50 * max_blocks):
+                if len(blocks) >= max_blocks:
                     break
-            blocks.add(tuple(block))
-        self.blocks = sorted(blocks)
+                want, block, size = rng.randint(3, 12), [], 0
+                for _ in range(3):
+                    i = rng.randrange(len(pool))
+                    a = rng.randrange(len(pool[i]))
+                    n = min(len(pool[i]) - a, want - size)
+                    block.append((i, a, n))
+                    size += n
+                    if size >= want:
+                        break
+                blocks.add(tuple(block))
+            self.blocks = sorted(blocks)
         self.pool, self.seed, self.gap = pool, seed, ChunkOptions().max_gap
 
     def recording(self, n: int) -> tuple[dict, str]:
@@ -151,16 +161,19 @@ class Archive:
         sha = hashlib.sha256(f"earmark-scale:{self.seed}:{n}".encode()).hexdigest()
         segments, clock = [], 0.0
         while clock < RECORDING_SECONDS:
+            block = self.blocks[rng.randrange(len(self.blocks))]
             clock += rng.uniform(self.gap + 0.5, self.gap + 4.0)
-            for i, a, k in self.blocks[rng.randrange(len(self.blocks))]:
-                take = self.pool[i][a:a + k]
+            for k, (i, a, m) in enumerate(block):
+                if k:
+                    clock = segments[-1]["end"] + rng.uniform(0.3, 1.0)  # a pause, not a new passage
+                take = self.pool[i][a:a + m]
                 shift = clock - take[0]["start"]
                 for s in take:
                     segments.append({**s, "id": len(segments), "start": round(s["start"] + shift, 3),
                                      "end": round(s["end"] + shift, 3),
                                      "words": [{**w, "start": round(w["start"] + shift, 3),
                                                 "end": round(w["end"] + shift, 3)} for w in s["words"]]})
-                clock = segments[-1]["end"] + rng.uniform(0.3, 1.0)  # a pause, not a new passage
+            clock = segments[-1]["end"]
         day = time.strftime("%Y-%m-%d", time.gmtime(1546300800 + (n * 7919 % 2920) * 86400))  # 2019-2026
         transcript = {"file_hash": sha, "file_name": name, "duration": round(clock + 1.0, 3), "segments": segments,
                       "model": {"name": "synthetic", "backend": "earmark_eval.scale"}, "created": f"{day}T00:00:00+00:00",
@@ -424,7 +437,7 @@ def _questions() -> list[dict]:
 
 
 def run(out: Path, sizes: list[int], source: Path | None, blocks: int, asks: set[int], keep: bool = False,
-        say=print) -> dict:
+        say=print, construction: str = "runs") -> dict:
     from pipeline.config import EmbedOptions
     from pipeline.embed import load
     from pipeline.store import Library
@@ -451,7 +464,7 @@ def run(out: Path, sizes: list[int], source: Path | None, blocks: int, asks: set
         shutil.copytree(src, root)
         built.write_text(json.dumps({"next": 0, "build_s": 0.0}))
     lib = Library(root)
-    archive = Archive(pool, blocks)
+    archive = Archive(pool, blocks, construction=construction)
     cached = CachedEmbedder(embedder)
     # --keep: the library of an earlier run grows on from where it stopped (its synthetic recordings
     # are the same ones: made from their number and the seed), and is measured with the code as it is.
@@ -467,6 +480,7 @@ def run(out: Path, sizes: list[int], source: Path | None, blocks: int, asks: set
         report = {"command": " ".join(["python -m earmark_eval.scale", *sys.argv[1:]]),
                   "machine": f"{os.cpu_count()} cores, load {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
                   "pool": {"runs": len(pool), "segments": sum(map(len, pool)), "blocks": len(archive.blocks),
+                           "construction": construction,
                            "from": sources},
                   "scored": {"recordings": kept, "questions": len(scored),
                              "unanswerable": sum(not q["answerable"] for q in scored)},
@@ -504,6 +518,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="passage counts, ascending")
     ap.add_argument("--source", type=Path, help="a library of ../shared/data/real (default: ingest one)")
     ap.add_argument("--blocks", type=int, default=1500, help="distinct blocks the synthetic recordings are made of")
+    ap.add_argument("--construction", choices=("runs", "stretches"), default="runs",
+                    help="how synthetic blocks are made (Archive): runs of one recording, or stretches of several")
     ap.add_argument("--asks", default="100000", help="sizes at which every question is asked")
     ap.add_argument("--keep", action="store_true", help="grow and measure the library an earlier run built in --out")
     ap.add_argument("--serve-again", action="store_true",
@@ -516,7 +532,8 @@ def main(argv: list[str] | None = None) -> None:
         serve_again(a.out.resolve(), a.source.resolve())
         return
     sizes = [int(s) for s in a.sizes.split(",")]
-    run(a.out.resolve(), sizes, a.source, a.blocks, {int(s) for s in a.asks.split(",") if s}, a.keep, say=lambda m: print(m, flush=True))
+    run(a.out.resolve(), sizes, a.source, a.blocks, {int(s) for s in a.asks.split(",") if s}, a.keep, say=lambda m: print(m, flush=True),
+        construction=a.construction)
 
 
 if __name__ == "__main__":

@@ -316,7 +316,7 @@ def test_a_sweep_refuses_the_test_split_and_reads_its_curves():
 
 
 def test_the_scale_archive_is_made_of_distinct_blocks_each_its_own_passages():
-    """eval/scale.py's synthetic recordings: distinct blocks of 3 to 12 real segments in up to three
+    """eval/scale.py's synthetic recordings (--construction stretches): distinct blocks of 3 to 12 real segments in up to three
     stretches of consecutive ones; within a block pauses shorter than the chunker's max_gap, between
     blocks longer ones, so the chunker cuts a block into passages of its own; times only go forward."""
     from earmark_eval.scale import Archive
@@ -328,7 +328,9 @@ def test_the_scale_archive_is_made_of_distinct_blocks_each_its_own_passages():
                 "language": "en", "flag": None, "words": [{"text": f"w{i}", "start": start, "end": start + 3.0}]}
 
     pool = [[seg(r, i) for i in range(n)] for r, n in enumerate((1, 4, 20))]
-    archive = Archive(pool, 200)
+    runs = Archive(pool, 1000)  # the first construction: every run of 3 to 12 consecutive segments, once
+    assert len(runs.blocks) == 3 + 135 and all(len(b) == 1 and 3 <= b[0][2] <= 12 for b in runs.blocks)
+    archive = Archive(pool, 200, construction="stretches")
     assert len(archive.blocks) == len(set(archive.blocks)) == 200
     for block in archive.blocks:
         assert 1 <= len(block) <= 3 and all(a + n <= len(pool[i]) for i, a, n in block)

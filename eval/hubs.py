@@ -94,8 +94,8 @@ def write(report: dict, out: Path) -> None:
              f"{report['distractors']} distinct synthetic passages (`--construction {report['construction']}`, "
              f"{report['mean_words']} words on average) against the answer passage of each of the "
              f"{report['questions']} answerable scored questions; how many distractors have a higher cosine "
-             "with the question than the answer has, with the vectors as they are and centred on the mean of "
-             "the library's own passages (`eval/hubs.py`'s docstring).", "",
+             "with the question than the answer has, with the vectors as they are and centred on a mean vector "
+             "(`eval/hubs.py`'s docstring).", "",
              "| vectors | questions outranked by at least one | distractors above the answer, mean / max |",
              "|---|---|---|"]
     names = {"raw": "as they are", "centred": "centred on LIB's mean",

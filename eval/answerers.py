@@ -56,7 +56,7 @@ def markdown(result: dict, command: str) -> str:
 
     lines = ["# Answering models on dev and test", "", f"Command: `{command}`", "",
              "Same library, same code, same questions; only the answering model changes. [95% Wilson interval] "
-             "An ask that failed (errors column: e.g. a reply cut off at max_tokens) counts as wrong.",
+             "An ask that failed (errors column) counts as wrong; until 938c054 a reply cut off at max_tokens failed its ask.",
              "", "| model | split | answers correct (answerable) | abstention (unanswerable) | citations supported "
              "| ask p50 s | errors |", "|---|---|---|---|---|---|---|"]
     for model, splits in result["models"].items():

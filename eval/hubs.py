@@ -50,15 +50,17 @@ def run(library: Path, n: int, construction: str) -> dict:
     embedder = load(EmbedOptions(model=lib.embed_model))
     rows = lib.db.execute("SELECT file, start, end, text FROM passages WHERE passage_id NOT LIKE '%:t%'").fetchall()
     own = embedder.embed([row[3] for row in rows])
-    mean = own.mean(axis=0)
     vectors = embedder.embed(distractors)
 
-    grown = np.vstack([own, vectors]).mean(axis=0)
+    means = {"centred": own.mean(axis=0), "centred_grown": np.vstack([own, vectors]).mean(axis=0)}
 
-    def centred(x: np.ndarray, on: np.ndarray = mean) -> np.ndarray:
+    def centred(x: np.ndarray, on: np.ndarray) -> np.ndarray:
         x = x - on
         return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
+    # Each way of comparing: the distractors' vectors, and how one vector is made comparable with them.
+    ways = {"raw": (vectors, lambda x: x), **{name: (centred(vectors, on), lambda x, on=on: centred(x, on))
+                                              for name, on in means.items()}}
     questions = [q for q in scale._questions() if q["answerable"] and all(g["file"] in kept for g in q["gold"])]
     out = []
     for q in questions:
@@ -69,16 +71,11 @@ def run(library: Path, n: int, construction: str) -> dict:
         raw = vectors @ v
         top = int(np.argmax(raw))
         out.append({"id": q["id"], "question": q["question"], "answer_cosine": round(float(g @ v), 4),
-                    "above_raw": int((raw > g @ v).sum()),
-                    "above_centred": int((centred(vectors) @ centred(v) > centred(g) @ centred(v)).sum()),
-                    "above_centred_grown": int((centred(vectors, grown) @ centred(v, grown)
-                                                > centred(g, grown) @ centred(v, grown)).sum()),
+                    **{f"above_{name}": int((d @ f(v) > f(g) @ f(v)).sum()) for name, (d, f) in ways.items()},
                     "closest_distractor": distractors[top][:160], "closest_cosine": round(float(raw[top]), 4)})
     return {"library": str(library), "construction": construction, "distractors": len(distractors),
             "questions": len(out), "mean_words": round(float(np.mean([len(t.split()) for t in distractors])), 1),
-            "raw": _summary([x["above_raw"] for x in out]), "centred": _summary([x["above_centred"] for x in out]),
-            "centred_grown": _summary([x["above_centred_grown"] for x in out]),
-            "per_question": out}
+            **{name: _summary([x[f"above_{name}"] for x in out]) for name in ways}, "per_question": out}
 
 
 def _summary(above: list[int]) -> dict:

@@ -158,7 +158,8 @@ def _ranked(library: Library, embedder: Embedder, query: str, options: SearchOpt
     lexical_hits = _lexical(library, query, pool, scope) if options.mode != "dense" else []
     said: dict[str, str] = {}
     if options.for_model:
-        dense_hits, lexical_hits, said = unaddressed(embedder, query, vector, dense_hits, lexical_hits)
+        dense_hits, lexical_hits, said = unaddressed(embedder, query, vector, dense_hits, lexical_hits,
+                                                         library.index.comparable)
     if options.mode == "dense":
         ranked = one_per_moment(dense_hits)
     elif options.mode == "lexical":
@@ -168,8 +169,8 @@ def _ranked(library: Library, embedder: Embedder, query: str, options: SearchOpt
     return [replace(h, text=said.get(h.passage_id, h.text)) for h in ranked[:options.k]]
 
 
-def unaddressed(embedder: Embedder, query: str, vector, dense_hits: list[Hit],
-                lexical_hits: list[Hit]) -> tuple[list[Hit], list[Hit], dict[str, str]]:
+def unaddressed(embedder: Embedder, query: str, vector, dense_hits: list[Hit], lexical_hits: list[Hit],
+                comparable=lambda v: v) -> tuple[list[Hit], list[Hit], dict[str, str]]:
     """Both lists ranked as if the speech addressed to an AI in their passages (verify.addressed) had not
     been said, and the passages' texts as said (passage id -> text), to give back after ranking.
 
@@ -180,6 +181,7 @@ def unaddressed(embedder: Embedder, query: str, vector, dense_hits: list[Hit],
     by the similarity of their vector to the query's; lexical, BM25's score times the share of the
     query words it matched that the rest still holds (BM25 sums a score per word). A passage left
     with nothing that matches is dropped. Only passages where an address is heard are touched.
+    `comparable` makes vectors comparable as the index compares them (vectors.PassageIndex.comparable).
     """
     from .verify import addresses_a_model, without_instructions
 
@@ -191,7 +193,7 @@ def unaddressed(embedder: Embedder, query: str, vector, dense_hits: list[Hit],
         return dense_hits, lexical_hits, {}
     ids = [i for i in clean if clean[i].strip()]
     vectors = dict(zip(ids, embedder.embed([clean[i] for i in ids]))) if ids and vector is not None else {}
-    dense = [replace(h, text=clean[h.passage_id], score=float(vectors[h.passage_id] @ vector))
+    dense = [replace(h, text=clean[h.passage_id], score=float(comparable(vectors[h.passage_id]) @ comparable(vector)))
              if h.passage_id in clean else h for h in dense_hits if clean.get(h.passage_id, "x").strip()]
     asked = set(lexical.tokens(query))
     want = asked - STOPWORDS or asked

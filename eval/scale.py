@@ -19,7 +19,8 @@ Embeddings are all real: a synthetic recording is made of blocks (`Archive`, --c
 3 to 12 consecutive segments of one real recording, or 3 to 12 segments in one to three stretches of
 several; --blocks of them in all) parted by silences longer than the chunker's max_gap, so each block
 is cut into passages of its own, and each distinct passage text is embedded once with the library's
-embedder (about 15 passages/s on 2 cores: a million distinct passages would take most of a day). The
+embedder (about 15 passages/s on 2 cores: a million distinct passages would take most of a day;
+--vectors FILE.npz keeps them for the next run, `CachedEmbedder`). The
 library's passages are the blocks' distinct passages recurring across recordings and times; the
 report says how many there are and how often each recurs at each size.
 
@@ -27,7 +28,8 @@ Measured at each size, after a warm-up, in this process (the library's own code,
 search latency per mode (hybrid, dense, lexical; exact phrase; hybrid with a file, a speaker and a date
 filter), `ask` latency less the model's generation (time spent in answer._generate is subtracted),
 hit@1/5 and answer accuracy of the scored questions (beside the same questions on the 7-minute
-library), build time, disk size, and the resident memory of a real
+library; up to EXACT_UP_TO passages also of dense search done exactly, every vector compared, to tell
+what the index's graph search loses from what the embedder does), build time, disk size, and the resident memory of a real
 `earmark serve` on the library after searches and asks through its API.
 Writes report.json, report.md and latency.png into --out.
 """
@@ -56,6 +58,7 @@ PHRASES = EVAL_DIR / "phrases.json"
 SIZES = (10_000, 100_000, 1_000_000)
 RECORDING_SECONDS = 3600.0  # each synthetic recording is an hour long
 SEED = 0
+EXACT_UP_TO = 200_000  # libraries searched exactly too (exact_dense): 300 MB of vectors at this size
 GOALS = {"hybrid p95 ms at 100k": 50.0, "hybrid p95 ms at 1M": 150.0, "hybrid p95 growth 10k to 1M": 3.0,
          "serve RSS GiB at 1M": 4.0, "hit@1 drop at 100k": 0.05, "hit@5 drop at 100k": 0.05,
          "answer accuracy drop at 100k": 0.05}
@@ -182,14 +185,34 @@ class Archive:
 
 
 class CachedEmbedder:
-    """The library's embedder, each distinct passage text embedded once (a block's passages recur)."""
+    """The library's embedder, each distinct passage text embedded once (a block's passages recur).
 
-    def __init__(self, real):
-        self.real, self.name = real, real.name
+    With `kept` (--vectors FILE.npz), the vectors of texts an earlier run embedded with the same
+    embedder are read from that file and new ones added to it (`keep`): a rerun with another index or
+    search code pays for no embedding it already paid for."""
+
+    def __init__(self, real, kept: Path | None = None):
+        self.real, self.name, self.kept = real, real.name, kept
         self.vectors: dict[str, np.ndarray] = {}
         self.passages = 0
+        self.read = 0  # vectors read from `kept`
+        self.used: set[str] = set()  # the distinct texts embedded for this library
+        if kept is not None and kept.exists():
+            with np.load(kept) as f:
+                if str(f["embedder"]) != self.name:
+                    raise SystemExit(f"{kept} holds vectors of {f['embedder']}, not {self.name}")
+                self.vectors = dict(zip(f["texts"].tolist(), f["vectors"]))
+            self.read = len(self.vectors)
+
+    def keep(self) -> None:
+        if self.kept is not None and self.vectors:
+            tmp = self.kept.with_name(f".{self.kept.name}.tmp.npz")
+            np.savez(tmp, embedder=np.array(self.name), texts=np.array(list(self.vectors)),
+                     vectors=np.stack(list(self.vectors.values())))
+            os.replace(tmp, self.kept)
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        self.used.update(texts)
         new = [t for t in dict.fromkeys(texts) if t not in self.vectors]
         if new:
             self.vectors.update(zip(new, self.real.embed(new)))
@@ -272,6 +295,35 @@ def measure_search(lib, embedder, questions: list[dict], phrases: list[str], spe
     return out
 
 
+def exact_dense(lib, embedder, scored: list[dict]) -> dict:
+    """hit@1/5 of dense search done exactly (every passage's vector against the question's, as the index
+    compares them), one hit per moment as search gives them: what the embedder finds, beside what the
+    index's HNSW graph finds ("dense"), which looks at EF_SEARCH candidates, not at every passage."""
+    from pipeline.records import Hit
+    from pipeline.search import one_per_moment
+
+    index, ids, rows, metas = lib.index, [], [], []
+    at = 0
+    while True:
+        got = index.collection.get(limit=20000, offset=at, include=["embeddings", "metadatas"])
+        if not got["ids"]:
+            break
+        ids += got["ids"]
+        rows.append(np.asarray(got["embeddings"], dtype=np.float32))
+        metas += got["metadatas"]
+        at += len(got["ids"])
+    vectors = np.vstack(rows)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    hits = {}
+    for q in scored:
+        sims = vectors @ index.comparable(embedder.embed_query(q["question"]))
+        top = [Hit(passage_id=ids[i], file_hash=metas[i]["file_hash"], file=metas[i]["file"], start=metas[i]["start"],
+                   end=metas[i]["end"], text="", score=float(sims[i])) for i in np.argsort(-sims)[:50]]
+        hits[q["id"]] = {"hits": [h.to_json() for h in one_per_moment(top)]}
+    r = metrics.retrieval_metrics(scored, hits)
+    return {"hit@1": r["hit@1"], "hit@5": r["hit@5"], "mrr": r["mrr"]}
+
+
 def measure_asks(lib, embedder, questions: list[dict]) -> dict:
     """Answers to every question; latency less the time inside the model's generation (answer._generate)."""
     from pipeline import answer as answering
@@ -329,6 +381,8 @@ def measure_size(lib, root: Path, embedder, questions, phrases, speaker, scored,
                                          for p in root.glob("catalog.sqlite*")),
                           "transcripts": _du(root / "transcripts"), "chroma": _du(root / "chroma")}}
     row.update(measure_search(lib, embedder, questions, phrases, speaker, scored))
+    if n <= EXACT_UP_TO:
+        row["retrieval"]["dense, exact"] = exact_dense(lib, embedder, scored)
     if asks:
         row["ask"] = measure_asks(lib, embedder, scored)
     lib.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -391,9 +445,19 @@ def write_report(report: dict, out: Path) -> None:
         cells = [f"{r['latency_ms'][mode]['p50']:.1f} / {r['latency_ms'][mode]['p95']:.1f} / "
                  f"{r['latency_ms'][mode]['p99']:.1f}" for r in sizes]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    base = report["seven_minutes"]
+    every = [base, *sizes]
+    lines += ["", "## Retrieval (hit@1 / hit@5 of the scored questions)", "",
+              "\"dense, exact\" compares the question with every passage's vector (`exact_dense`); \"dense\" is "
+              "the index's HNSW search, which looks at a bounded number of candidates (vectors.EF_SEARCH).", "",
+              "| mode | 7 minutes | " + " | ".join(f"{r['passages']:,}" for r in sizes) + " |",
+              "|---|---|" + "---|" * len(sizes)]
+    for mode in dict.fromkeys(m for r in every for m in r["retrieval"]):
+        cells = [f"{r['retrieval'][mode]['hit@1']:.2f} / {r['retrieval'][mode]['hit@5']:.2f}" if mode in r["retrieval"]
+                 else "—" for r in every]
+        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     lines += ["", "## Library, ask and serve", "", "| | 7 minutes | " + " | ".join(f"{r['passages']:,}" for r in sizes) + " |",
               "|---|---|" + "---|" * len(sizes)]
-    base = report["seven_minutes"]
     rows_out = [("recordings / hours", lambda r: f"{r['recordings']} / {r['hours']}"),
                 ("hybrid hit@1 / hit@5 (as asked)", lambda r: f"{r['retrieval']['hybrid, as asked']['hit@1']:.2f} / {r['retrieval']['hybrid, as asked']['hit@5']:.2f}"),
                 ("answer accuracy", lambda r: f"{r['ask']['accuracy']:.2f}" if "ask" in r else "—"),
@@ -437,7 +501,7 @@ def _questions() -> list[dict]:
 
 
 def run(out: Path, sizes: list[int], source: Path | None, blocks: int, asks: set[int], keep: bool = False,
-        say=print, construction: str = "runs") -> dict:
+        say=print, construction: str = "runs", kept_vectors: Path | None = None) -> dict:
     from pipeline.config import EmbedOptions
     from pipeline.embed import load
     from pipeline.store import Library
@@ -465,7 +529,7 @@ def run(out: Path, sizes: list[int], source: Path | None, blocks: int, asks: set
         built.write_text(json.dumps({"next": 0, "build_s": 0.0}))
     lib = Library(root)
     archive = Archive(pool, blocks, construction=construction)
-    cached = CachedEmbedder(embedder)
+    cached = CachedEmbedder(embedder, kept_vectors)
     # --keep: the library of an earlier run grows on from where it stopped (its synthetic recordings
     # are the same ones: made from their number and the seed), and is measured with the code as it is.
     state = {"passages": lib.db.execute("SELECT SUM(passages) FROM recordings").fetchone()[0], **json.loads(built.read_text())}
@@ -474,6 +538,7 @@ def run(out: Path, sizes: list[int], source: Path | None, blocks: int, asks: set
         say(f"growing the library to {size} passages")
         with lib.writing():
             grow(lib, cached, archive, size, state, say)
+        cached.keep()
         built.write_text(json.dumps({"next": state["next"], "build_s": state["build_s"]}))
         row = measure_size(lib, root, embedder, questions, phrases, speaker, scored, out, size in asks, say)
         rows.append({"passages_target": size, "build_s": round(state["build_s"], 1), **row})
@@ -484,7 +549,8 @@ def run(out: Path, sizes: list[int], source: Path | None, blocks: int, asks: set
                            "from": sources},
                   "scored": {"recordings": kept, "questions": len(scored),
                              "unanswerable": sum(not q["answerable"] for q in scored)},
-                  "embedding": {"distinct_passages": len(cached.vectors), "passages": cached.passages},
+                  "embedding": {"distinct_passages": len(cached.used), "passages": cached.passages,
+                                "read_from_file": cached.read},
                   "seven_minutes": seven, "sizes": rows, "wall_s": time.perf_counter() - started}
         report["goals"] = goals(report)
         write_report(report, out)  # after each size: a long run that stops still leaves a report
@@ -521,6 +587,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--construction", choices=("runs", "stretches"), default="runs",
                     help="how synthetic blocks are made (Archive): runs of one recording, or stretches of several")
     ap.add_argument("--asks", default="100000", help="sizes at which every question is asked")
+    ap.add_argument("--vectors", type=Path, help="an .npz of passage vectors to read and add to (CachedEmbedder)")
     ap.add_argument("--keep", action="store_true", help="grow and measure the library an earlier run built in --out")
     ap.add_argument("--serve-again", action="store_true",
                     help="only measure serve's memory again on --source and the library an earlier run left in --out")
@@ -533,7 +600,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     sizes = [int(s) for s in a.sizes.split(",")]
     run(a.out.resolve(), sizes, a.source, a.blocks, {int(s) for s in a.asks.split(",") if s}, a.keep, say=lambda m: print(m, flush=True),
-        construction=a.construction)
+        construction=a.construction, kept_vectors=a.vectors)
 
 
 if __name__ == "__main__":

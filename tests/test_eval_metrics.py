@@ -342,3 +342,30 @@ def test_the_scale_archive_is_made_of_distinct_blocks_each_its_own_passages():
     assert any(g > ChunkOptions().max_gap for g in gaps) and any(g < 1.0 for g in gaps)
     assert all(w["start"] >= s["start"] and w["end"] <= s["end"] for s in segs for w in s["words"])
     assert archive.recording(7)[0] == d  # made from its number and the seed: the same recording again
+
+
+def test_the_scale_evals_embeddings_are_kept_for_the_next_run_and_refused_for_another_embedder(tmp_path):
+    """eval/scale.py --vectors: a rerun embeds only texts no earlier run embedded (the model is beside
+    the point here: a counting stand-in)."""
+    from earmark_eval.scale import CachedEmbedder
+
+    class Counting:
+        def __init__(self, name):
+            self.name, self.texts = name, []
+
+        def embed(self, texts):
+            self.texts += texts
+            return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    kept = tmp_path / "vectors.npz"
+    first = CachedEmbedder(Counting("e5"), kept)
+    first.embed(["a", "bb", "a"])
+    first.keep()
+    again_model = Counting("e5")
+    again = CachedEmbedder(again_model, kept)
+    got = again.embed(["bb", "ccc"])
+    assert again_model.texts == ["ccc"] and again.read == 2
+    assert got.tolist() == [[2.0, 1.0], [3.0, 1.0]]
+    assert again.used == {"bb", "ccc"}
+    with pytest.raises(SystemExit, match="holds vectors of e5, not other"):
+        CachedEmbedder(Counting("other"), kept)

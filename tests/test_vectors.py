@@ -48,11 +48,15 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
+def _setup(tmp_path, embedder, monkeypatch, centre_at: int, n: int):
+    """An empty index that centres at `centre_at` passages, and n real sentences with their vectors."""
+    monkeypatch.setattr(vectors, "CENTRE_AT", centre_at)
+    texts = _sentences()[:n]
+    return PassageIndex(tmp_path / "chroma", embedder.name), texts, embedder.embed(texts)
+
+
 def test_vectors_are_stored_as_they_are_until_centre_at_then_all_less_their_mean(tmp_path, embedder, monkeypatch):
-    monkeypatch.setattr(vectors, "CENTRE_AT", 8)
-    texts = _sentences()[:12]
-    raw = embedder.embed(texts)
-    index = PassageIndex(tmp_path / "chroma", embedder.name)
+    index, texts, raw = _setup(tmp_path, embedder, monkeypatch, 8, 12)
     index.replace_file("00" * 32, _passages(0, texts[:5]), raw[:5])
     assert index.centre is None
     stored = _stored(index)
@@ -85,10 +89,7 @@ def test_vectors_are_stored_as_they_are_until_centre_at_then_all_less_their_mean
 
 
 def test_a_reader_opened_before_another_process_centred_the_index_compares_centred(tmp_path, embedder, monkeypatch):
-    monkeypatch.setattr(vectors, "CENTRE_AT", 4)
-    texts = _sentences()[:6]
-    raw = embedder.embed(texts)
-    writer = PassageIndex(tmp_path / "chroma", embedder.name)
+    writer, texts, raw = _setup(tmp_path, embedder, monkeypatch, 4, 6)
     writer.replace_file("00" * 32, _passages(0, texts[:2]), raw[:2])
     reader = PassageIndex(tmp_path / "chroma", embedder.name)  # a running server's, opened now
     writer.replace_file("01" * 32, _passages(1, texts[2:6]), raw[2:6])

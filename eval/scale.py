@@ -303,17 +303,11 @@ def exact_dense(lib, embedder, scored: list[dict]) -> dict:
     from pipeline.search import one_per_moment
 
     index, ids, rows, metas = lib.index, [], [], []
-    at = 0
-    while True:
-        got = index.collection.get(limit=20000, offset=at, include=["embeddings", "metadatas"])
-        if not got["ids"]:
-            break
-        ids += got["ids"]
-        rows.append(np.asarray(got["embeddings"], dtype=np.float32))
-        metas += got["metadatas"]
-        at += len(got["ids"])
+    for page_ids, page, page_metas in index.pages(None, offset=True):
+        ids += page_ids
+        rows.append(page)
+        metas += page_metas
     vectors = np.vstack(rows)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     hits = {}
     for q in scored:
         sims = vectors @ index.comparable(embedder.embed_query(q["question"]))

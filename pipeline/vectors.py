@@ -153,7 +153,7 @@ class PassageIndex:
             if self.collection.count() < CENTRE_AT:
                 return
             total, n = None, 0
-            for _, vectors, _ in self._pages(None, offset=True):
+            for _, vectors, _ in self.pages(None, offset=True):
                 total = vectors.sum(axis=0) if total is None else total + vectors.sum(axis=0)
                 n += len(vectors)
             mean = (total / n).astype(np.float32)
@@ -162,16 +162,16 @@ class PassageIndex:
             self.centre = mean
         elif meta.get("centring") != "pending":
             return
-        for ids, vectors, metadatas in self._pages({"centred": {"$ne": True}}):
+        for ids, vectors, metadatas in self.pages({"centred": {"$ne": True}}):
             trace.point("centre-chroma", self.name)
             self.collection.update(ids=ids, embeddings=self.comparable(vectors),
                                    metadatas=[{**m, "centred": True} for m in metadatas])
         self._note(centring="done")
 
-    def _pages(self, where: dict | None, offset: bool = False):
-        """(ids, vectors, metadatas) of the passages matching `where`, CENTRE_BATCH at a time: read on
-        by offset, or (offset False) from the start each time, for a caller that makes each page stop
-        matching before it asks for the next."""
+    def pages(self, where: dict | None, offset: bool = False):
+        """(ids, vectors as stored, metadatas) of the passages matching `where` (None: all), CENTRE_BATCH
+        at a time: read on by offset, or (offset False) from the start each time, for a caller that makes
+        each page stop matching before it asks for the next."""
         at = 0
         while True:
             got = self.collection.get(where=where, limit=CENTRE_BATCH, offset=at if offset else 0,

@@ -405,6 +405,17 @@ def reply_json(prompt: str, schema: dict, options: AnswerOptions | None = None, 
         return parse_json(structured(chat_model(options), options.llm, schema).invoke(messages).content)
 
 
+def reply_or_nothing(prompt: str, schema: dict, options: AnswerOptions | None = None, **variables: str) -> dict:
+    """`reply_json`, or {} when the model wrote no readable JSON (a reply cut off at max_tokens): for a
+    reply that only helps (a reranking, a speaker named by a deed, a summary's part), whose caller goes
+    on without it. A model that cannot be reached still fails, in one line."""
+    try:
+        return reply_json(prompt, schema, options, **variables)
+    except ModelReplyError as e:
+        log.warning("%s: %s; going on without it", prompt, e)
+        return {}
+
+
 def parse_json(text: str) -> dict:
     """The JSON object in a model's reply; ModelReplyError (an LLMError) if there is none."""
     start, end = text.find("{"), text.rfind("}")

@@ -31,7 +31,7 @@ def _none(question: str, hits: list[Hit], llm: AnswerOptions | None = None) -> l
 def _llm(question: str, hits: list[Hit], llm: AnswerOptions | None = None) -> list[Hit]:
     from dataclasses import replace
 
-    from .llm import reply_json
+    from .llm import reply_or_nothing
     from .verify import without_instructions
 
     schema = {"type": "object", "properties": {"order": {
@@ -39,7 +39,8 @@ def _llm(question: str, hits: list[Hit], llm: AnswerOptions | None = None) -> li
         "required": ["order"]}
     # Speech addressed to an AI is not shown to the reranking model either (verify.without_instructions).
     shown = [replace(h, text=without_instructions(h.text)) for h in hits]
-    reply = reply_json("rerank", schema, llm, passages=prompts.passages(shown), question=question)
+    # (no readable reply: search's order stands)
+    reply = reply_or_nothing("rerank", schema, llm, passages=prompts.passages(shown), question=question)
     return by_order(hits, reply.get("order", []))
 
 

@@ -170,11 +170,11 @@ class SpeakerByDeed:
         labels = list(dict.fromkeys(s.speaker for s in spans if s.speaker))
         if len(labels) < 2:
             return labels[0] if labels else None
-        from .llm import reply_json
+        from .llm import reply_or_nothing
 
         schema = {"type": "object", "properties": {"speaker": {"type": "string", "enum": labels}},
                   "required": ["speaker"]}
-        label = reply_json("speaker", schema, llm, passage="\n".join(s.evidence for s in spans if s.speaker),
+        label = reply_or_nothing("speaker", schema, llm, passage="\n".join(s.evidence for s in spans if s.speaker),
                            deed=self.deed, labels=", ".join(labels)).get("speaker")
         return label if label in labels else None
 

@@ -30,9 +30,8 @@ from . import chapters, verify
 from .citations import widen
 from .config import AnswerOptions, SummaryOptions
 from .embed import Embedder
-from .errors import ModelReplyError
 from .export import recorded_redactions, redact_transcript
-from .llm import reply_json
+from .llm import reply_or_nothing
 from .records import Citation, Transcript, indexed, mmss
 from .sentences import Span, sentences
 from .atomic import write_atomic
@@ -265,11 +264,7 @@ def _checked(text: str, spans: list[Span], k: int, n: int, file_hash: str, name:
 def _reply(prompt: str, schema: dict, answer_options: AnswerOptions, **variables: str) -> dict:
     """The model's reply to a summary prompt, or {} if it wrote no readable JSON (that part then has no
     sentences; a model that cannot be reached still fails the summary, in one line)."""
-    try:
-        return reply_json(prompt, schema, replace(answer_options, max_tokens=REPLY_TOKENS), **variables)
-    except ModelReplyError as e:
-        log.warning("%s: %s; that part is left without sentences", prompt, e)
-        return {}
+    return reply_or_nothing(prompt, schema, replace(answer_options, max_tokens=REPLY_TOKENS), **variables)
 
 
 SUPPORT_SCHEMA = {"type": "object", "required": ["supported"], "properties": {"supported": {"type": "boolean"}}}

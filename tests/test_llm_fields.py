@@ -66,3 +66,22 @@ def test_other_schemas_are_written_whole_and_a_reply_cut_short_is_not_json():
 ])
 def test_the_fields_of_a_reply_written_whole_are_read_and_a_field_cut_short_is_not(reply, whole):
     assert llm.whole_fields(reply) == whole
+
+
+def test_a_reranking_or_a_speaker_reading_cut_off_is_gone_without_and_search_goes_on():
+    """Real model, 3 tokens to write in: the reranker's reply and the speaker finder's stop before their
+    JSON closes. Neither is needed for an answer: search's order stands and no speaker is named."""
+    from pipeline import rerank, speakers
+    from pipeline.records import Hit
+    from pipeline.sentences import Span
+
+    cut = AnswerOptions(max_tokens=3)
+    hits = [Hit("b:0", "b", "other.wav", 0, 5, "Der Hund bellt laut.", 1.0),
+            Hit("a:0", "a", "jfk.flac", 0, 9, "Ask what you can do for your country.", 0.9)]
+    with pytest.raises(llm.ModelReplyError):  # (what reached search before)
+        llm.reply_json("rerank", {"type": "object", "properties": {"order": {"type": "array", "items": {"type": "integer"}}},
+                                  "required": ["order"]}, cut, passages=prompts.passages(hits), question="What did Kennedy ask?")
+    assert rerank._llm("What did Kennedy ask?", hits, cut) == hits
+    deed = speakers.named("What did the person who asked about the country say?")
+    spans = [Span(0, 3, "Ask what you can do for your country.", "SPEAKER_1"), Span(3, 6, "Der Hund bellt laut.", "SPEAKER_2")]
+    assert deed.of(spans, cut) is None

@@ -120,12 +120,12 @@ def test_two_recordings_joined_give_chapters_that_part_where_they_join_each_sent
 
 
 def test_a_summary_is_kept_and_made_again_only_when_its_transcript_changes(summarized, monkeypatch):
-    from pipeline import summary
+    from pipeline import llm, summary
     from pipeline.export import record_redactions
 
     lib, made, _ = summarized
     jfk = made["jfk-inaugural-1961-excerpt.flac"]
-    monkeypatch.setattr(summary, "reply_json", lambda *a, **k: pytest.fail("the kept summary was made again"))
+    monkeypatch.setattr(llm, "reply_json", lambda *a, **k: pytest.fail("the kept summary was made again"))
     emb = _embedder(lib)
     assert summary.summarize(lib, emb, jfk.file_hash) == jfk
     monkeypatch.undo()
@@ -196,13 +196,13 @@ def test_ingest_summarize_prints_each_new_recordings_summary(run_cli, tmp_path):
 
 def test_a_reply_cut_off_before_its_json_ends_leaves_that_chapter_without_points(monkeypatch):
     # The model's wording is beside the point: what a summary does with a reply that is not JSON is.
-    from pipeline import summary
+    from pipeline import llm, summary
     from pipeline.errors import ModelReplyError
     from pipeline.records import Segment, Transcript, Word
 
     def cut(*a, **k):
         raise ModelReplyError("the model did not return JSON: '{\"title\": \"Speech about\", \"points\": [{'")
-    monkeypatch.setattr(summary, "reply_json", cut)
+    monkeypatch.setattr(llm, "reply_json", cut)
     words = tuple(Word(0.5 + 0.4 * i, 0.8 + 0.4 * i, f" {w}", 0.9) for i, w in enumerate("The ship sailed at dawn.".split()))
     t = Transcript("h", "ship.wav", 3.0, (Segment(0, 0.5, 2.5, "The ship sailed at dawn.", words, "en", -0.2, 0.0, 1.0),),
                    {}, "2026-12-07T00:00:00+00:00")

@@ -134,7 +134,8 @@ class PassageIndex:
 
     def _recentre(self) -> None:
         """Read the centre again while there is none: another process (an ingest beside a running
-        server) may have taken it since this one opened the index. Once taken it never changes."""
+        server) may have taken it since this one opened the index. Once taken it never changes. A
+        writer reads it before each write; a reader when what it finds was centred (`query`)."""
         if self.centre is None:
             with reaching(self.url):
                 self.collection = self.client.get_collection(self.name, embedding_function=None)
@@ -212,14 +213,26 @@ class PassageIndex:
         of them pass (or the collection holds no more). Chroma filters by reading the metadata of every
         passage that passes before it looks at a vector: 0.2-0.6 s at a million passages for one file or
         a tenth of them, 1.5-2 s for a speaker (a text scan), where the wider look takes tens of
-        milliseconds. A narrow filter still costs Chroma's, after the wider look that found too few."""
-        self._recentre()
+        milliseconds. A narrow filter still costs Chroma's, after the wider look that found too few.
+
+        Passages carry `centred` once the index has a centre: one found by an index opened before
+        another process (an ingest beside a running server) took it makes this one read the centre and
+        look again. So a reader learns of a centre from what it finds, with no read of the collection's
+        metadata per query (a round trip to a Chroma server)."""
+        found = self._nearest(vector, k, where, where_document, admits)
+        if self.centre is None and any(m.get("centred") for _, m in found):
+            self._recentre()
+            found = self._nearest(vector, k, where, where_document, admits)
+        return [h for h, _ in found]
+
+    def _nearest(self, vector: np.ndarray, k: int, where: dict | None, where_document: dict | None,
+                 admits: Callable[[dict, str], bool] | None) -> list[tuple[Hit, dict]]:
         if admits is not None and (where or where_document):
             wide = self._query(vector, WIDE * k, None, None)
-            kept = [h for h, m in wide if admits(m, h.text)]
+            kept = [(h, m) for h, m in wide if admits(m, h.text)]
             if len(kept) >= k or len(wide) < WIDE * k:
                 return kept[:k]
-        return [h for h, _ in self._query(vector, k, where, where_document)]
+        return self._query(vector, k, where, where_document)
 
     def _query(self, vector: np.ndarray, k: int, where: dict | None,
                where_document: dict | None) -> list[tuple[Hit, dict]]:

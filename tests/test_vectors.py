@@ -92,11 +92,15 @@ def test_a_reader_opened_before_another_process_centred_the_index_compares_centr
     writer, texts, raw = _setup(tmp_path, embedder, monkeypatch, 4, 6)
     writer.replace_file("00" * 32, _passages(0, texts[:2]), raw[:2])
     reader = PassageIndex(tmp_path / "chroma", embedder.name)  # a running server's, opened now
+    reads, get_collection = [], reader.client.get_collection
+    monkeypatch.setattr(reader.client, "get_collection", lambda *a, **k: reads.append(1) or get_collection(*a, **k))
+    q = embedder.embed_query("a question")
+    reader.query(q, 2), reader.query(q, 2)
+    assert reads == []  # no centre yet, and no read of the collection's metadata per query (a server's round trip)
     writer.replace_file("01" * 32, _passages(1, texts[2:6]), raw[2:6])
     assert writer.centre is not None and reader.centre is None
-    q = embedder.embed_query("a question")
     assert [h.passage_id for h in reader.query(q, 6)] == [h.passage_id for h in writer.query(q, 6)]
-    assert np.array_equal(reader.centre, writer.centre)
+    assert np.array_equal(reader.centre, writer.centre) and reads == [1]
 
 
 KILLED = r"""

@@ -22,12 +22,15 @@ router = api_router()
 @router.get("/recordings/{rid}/summary", responses={202: {"description": "being made"}})
 def summary(st: State, rid: RecordingId):
     """The recording's cited summary and chapters (as `earmark summary --json`, with "status": "done")
-    if one was made from its transcript as it is now; else 202 while one is being made, 404 if none."""
+    if one was made from its transcript as it is now; else 202 while one is being made, 404 if none.
+
+    A page polls this while a summary is made: that answer (202) is given before anything is read, so
+    a poll never digests the transcript to find the kept summary out of date (`summary.current`)."""
     from .summary import current
 
     def run(lib, _):
         recording_or_404(lib, rid)
-        return current(lib, rid)
+        return None if st.summaries.get(rid) == "making" else current(lib, rid)
     kept = st.reader.call(run)
     if kept is not None:
         return {"status": "done", **kept.to_json()}

@@ -160,7 +160,7 @@ def test_the_cli_prints_the_kept_summary_and_export_carries_it(summarized, run_c
     assert code == 2 and "not in the library" in err
 
 
-def test_the_web_api_makes_a_summary_and_serves_it(summarized):
+def test_the_web_api_makes_a_summary_and_serves_it(summarized, monkeypatch):
     from fastapi.testclient import TestClient
 
     from pipeline import summary
@@ -170,15 +170,20 @@ def test_the_web_api_makes_a_summary_and_serves_it(summarized):
     jfk = made["jfk-inaugural-1961-excerpt.flac"]
     rid = jfk.file_hash
     summary.path(lib, rid).unlink(missing_ok=True)  # none kept: the page must ask for one
+    digests, current = [], summary.current
+    monkeypatch.setattr(summary, "current", lambda *a, **k: digests.append(1) or current(*a, **k))
     with TestClient(create_app(lib.root, lib.embed_model), base_url="http://127.0.0.1") as client:
         r = client.get(f"/api/recordings/{rid}/summary")
         assert r.status_code == 404 and "POST" in r.json()["detail"]
         assert client.post(f"/api/recordings/{rid}/summary", json={}).status_code == 202
-        deadline = time.monotonic() + 300
+        deadline, polls = time.monotonic() + 300, 0
         while (r := client.get(f"/api/recordings/{rid}/summary")).status_code == 202:
             assert time.monotonic() < deadline
+            polls += 1
             time.sleep(0.5)
         assert r.status_code == 200, r.text
+        # A poll while the summary is made reads nothing; the GETs before and after it read the kept one.
+        assert len(digests) == 2, (len(digests), polls)
         body = r.json()
         assert body["status"] == "done" and body["id"] == rid and body["file"] == jfk.file
         assert client.get(f"/api/recordings/{'0' * 64}/summary").status_code == 404

@@ -49,7 +49,8 @@ def verify(obj, audit: bool, as_json: bool) -> None:
     """Re-hash every original at its recorded path; exit 1 if any changed or went missing."""
     from rich.progress import Progress
 
-    from .custody import verify_audit, verify_originals
+    from .audit import verify_audit
+    from .custody import verify_originals
 
     lib = _library(obj)
     with Progress(disable=obj.quiet or as_json, transient=True) as progress:
@@ -98,7 +99,7 @@ def audit_questions(obj, state: str) -> None:
 @click.pass_obj
 def audit_show(obj, n: int) -> None:
     """Print the latest audit entries, one JSON object a line."""
-    from .custody import AUDIT_FILE
+    from .audit import AUDIT_FILE
 
     path = Path(obj.library_dir).expanduser() / AUDIT_FILE
     for line in (path.read_text().splitlines() if path.exists() else [])[-n:]:
@@ -130,7 +131,7 @@ def delete(obj, file: str) -> None:
 def export(obj, file: str, fmt: str, out: Path | None, ranges: str | None) -> None:
     """Export a recording's transcript as SRT, WebVTT, JSON, Markdown or text, with speakers and redactions."""
     from .audio import sha256_file
-    from .custody import log_event
+    from .audit import log_event
     from .export import merge, parse_ranges, recorded_redactions, render
     from .atomic import write_atomic
     from .summary import current

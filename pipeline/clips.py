@@ -19,12 +19,13 @@ from pathlib import Path
 
 from . import __version__
 from .audio import sha256_file
-from .custody import log_event, require_intact
+from .audit import log_event
+from .custody import require_intact
 from .errors import AudioError, ConfigError, CustodyError, RangeError
 from .export import Range, record_redactions, redact_transcript, to_json, to_txt
-from .records import Answer, Transcript, during
+from .records import Answer, Transcript, during, now
 from .atomic import write_atomic
-from .store import Library, Recording, now
+from .store import Library, Recording
 
 log = logging.getLogger(__name__)
 

@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING
 
 from . import allocator
 from . import audio as audio_mod
-from . import custody, speakers, trace, vad
+from . import speakers, trace, vad
 from .chunk import passages as make_passages
 from .config import ChunkOptions, EmbedOptions, TranscribeOptions, env_number, env_switch
 from .diarize import DiarizationError, DiarizeOptions, Diarizer
 from .embed import Embedder
 from .embed import load as load_embedder
 from .errors import AudioError, EarmarkError
-from .records import Transcript
-from .store import Library, now
+from .audit import log_event, logged_ingest
+from .records import Transcript, now
+from .store import Library
 from .transcribe import number, transcribe_piece
 
 if TYPE_CHECKING:
@@ -227,10 +228,10 @@ def ingest_file(library: Library, embedder: Embedder, path: Path, options: Inges
     def audit() -> None:
         # Logged before the recording is marked indexed, so a kill can never leave an indexed
         # recording without its entry; a resumed ingest whose entry was written does not write another.
-        if resumed and custody.logged_ingest(library.root, sha):
+        if resumed and logged_ingest(library.root, sha):
             return
         with trace.stage("audit", path.name):
-            custody.log_event(library.root, "ingest", file=path.name, sha256=sha, path=str(path.resolve()),
+            log_event(library.root, "ingest", file=path.name, sha256=sha, path=str(path.resolve()),
                               size=path.stat().st_size, speakers=turns_file.name if turns_file else None)
 
     n = index_transcript(library, embedder, transcript, options.chunk, report, before_indexed=audit, vectors=vectors)
@@ -534,5 +535,5 @@ def rename_speaker(library, embedder, sha256: str, old: str, new: str) -> int:
     count = speakers.speaker_times(list(t.segments))[old][0]
     library.save_transcript(replace(t, **changes))
     index_transcript(library, embedder, library.transcript(sha256), ChunkOptions())
-    custody.log_event(library.root, "rename_speaker", file=t.file_name, sha256=sha256, old=old, new=new, segments=count)
+    log_event(library.root, "rename_speaker", file=t.file_name, sha256=sha256, old=old, new=new, segments=count)
     return count

@@ -9,7 +9,7 @@
 Every write is atomic (temp file + rename, or one SQLite transaction), so an interrupted ingest leaves
 nothing half-written and simply resumes. Writers hold the library's writer lock (`Library.writing`,
 lock.py); taking it first clears what a writer killed mid-write can leave: temp files of
-`write_atomic` and an audit head one entry behind the log (custody.repair_head).
+`write_atomic` and an audit head one entry behind the log (audit.repair_head).
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from . import lexical, trace
+from .audit import repair_head
 from .atomic import write_atomic
 from .config import EmbedOptions
 from .errors import LibraryError
-from .records import Passage, Transcript
+from .records import Passage, Transcript, now
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,6 @@ class Recording:
     recorded_from: str | None = None  # how that is known: "metadata: <tag>" or "file modification time"
 
 
-def now() -> str:
-    """The current UTC time, ISO 8601, to the second."""
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-
-
 class Library:
     """A library directory: catalog, transcripts and the passage index, opened for one embedder.
 
@@ -142,13 +137,11 @@ class Library:
     def _recover(self) -> None:
         """Clear what a writer killed mid-write leaves; only called with the writer lock held, so no
         other writer's temp file can be among them."""
-        from . import custody
-
         for folder in (self.root, self.root / "transcripts", self.root / "redactions"):
             for tmp in folder.glob(".*.tmp"):
                 log.info("removing %s, left by an interrupted write", tmp)
                 tmp.unlink(missing_ok=True)
-        custody.repair_head(self.root)
+        repair_head(self.root)
 
     def _migrate(self) -> None:
         """Bring a catalog made by an older earmark up to this schema (columns are only ever added)."""

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import audio as audio_mod
-from . import custody
+from . import audit, custody
 from .ingest import FileResult, IngestOptions, discover, ingest
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def sync(library, embedder, folders: Iterable[Path], options: IngestOptions = In
             if elsewhere:
                 change = Change("move", rec.file_name, rec.sha256, rec.path, str(elsewhere[0]))
                 library.move_recording(rec.sha256, str(elsewhere[0]))
-                custody.log_event(library.root, "move", file=rec.file_name, sha256=rec.sha256, path=rec.path,
+                audit.log_event(library.root, "move", file=rec.file_name, sha256=rec.sha256, path=rec.path,
                                   to=str(elsewhere[0]))
             else:
                 why = ("its file vanished from a watched folder" if now is None else

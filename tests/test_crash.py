@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from pipeline import custody
+from pipeline import audit, custody
 from pipeline.audio import sha256_file
 from pipeline.lock import WriteLock
 from pipeline.store import Library
@@ -31,28 +31,28 @@ def _entries(root) -> list[dict]:
 
 def test_an_audit_entry_written_but_not_yet_in_the_catalog_head_is_recorded_by_the_next_writer(tmp_path, monkeypatch):
     lib = Library(tmp_path, "m")
-    custody.log_event(tmp_path, "setting", name="x", value=1)
-    real_set_head = custody._set_head
-    monkeypatch.setattr(custody, "_set_head", lambda root, head: None)  # killed between fsync and the head
-    custody.log_event(tmp_path, "setting", name="x", value=2)
-    monkeypatch.setattr(custody, "_set_head", real_set_head)
-    check = custody.verify_audit(tmp_path)
+    audit.log_event(tmp_path, "setting", name="x", value=1)
+    real_set_head = audit._set_head
+    monkeypatch.setattr(audit, "_set_head", lambda root, head: None)  # killed between fsync and the head
+    audit.log_event(tmp_path, "setting", name="x", value=2)
+    monkeypatch.setattr(audit, "_set_head", real_set_head)
+    check = audit.verify_audit(tmp_path)
     assert not check.ok and "not yet recorded in the catalog" in check.problems[0][1]
     with lib.writing():
         pass
-    assert custody.verify_audit(tmp_path).ok
+    assert audit.verify_audit(tmp_path).ok
 
 
 def test_the_head_is_not_moved_over_a_log_that_was_cut_or_edited(tmp_path):
     lib = Library(tmp_path, "m")
     for v in range(3):
-        custody.log_event(tmp_path, "setting", name="x", value=v)
+        audit.log_event(tmp_path, "setting", name="x", value=v)
     log = tmp_path / "audit.jsonl"
     lines = log.read_text().splitlines(keepends=True)
     log.write_text("".join(lines[:1]))  # two entries cut off the end
     with lib.writing():
         pass
-    assert not custody.verify_audit(tmp_path).ok
+    assert not audit.verify_audit(tmp_path).ok
 
 
 def test_temp_files_left_by_a_killed_write_are_removed_by_the_next_writer(tmp_path):
@@ -124,7 +124,7 @@ def test_an_ingest_killed_after_its_audit_entry_does_not_log_a_second_one(tmp_pa
     audio, lib, t = _interrupted(tmp_path)
     lib.upsert_recording(t.file_hash, file_name=audio.name, path=str(audio), size=audio.stat().st_size,
                          duration=t.duration, status="transcribed", languages=["en"], transcribe_model={})
-    custody.log_event(lib.root, "ingest", file=audio.name, sha256=t.file_hash, path=str(audio),
+    audit.log_event(lib.root, "ingest", file=audio.name, sha256=t.file_hash, path=str(audio),
                       size=audio.stat().st_size, speakers=None)  # then killed before "indexed"
     ingest(lib, embedder, [audio], IngestOptions(diarize=False))
     assert [e["event"] for e in _entries(lib.root)] == ["ingest"]

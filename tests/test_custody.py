@@ -103,14 +103,14 @@ def test_audit_log_edits_deletions_and_reordering_are_detected(run_cli, clips_di
 
 
 def _append_many(root: str, writer: int, n: int) -> None:
-    from pipeline.custody import log_event
+    from pipeline.audit import log_event
 
     for i in range(n):
         log_event(root, "test", writer=writer, i=i)
 
 
 def test_concurrent_writers_keep_one_unbroken_chain(tmp_path):
-    from pipeline.custody import verify_audit
+    from pipeline.audit import verify_audit
     from pipeline.store import Library
 
     Library(tmp_path / "lib", "all-MiniLM-L6-v2").close()

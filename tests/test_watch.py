@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 
-from pipeline import custody
+from pipeline import audit
 from pipeline.audio import sha256_file
 from pipeline.store import Library
 from pipeline.watch import watch
@@ -132,7 +132,7 @@ def test_a_watched_folder_follows_new_growing_renamed_replaced_and_deleted_files
     events = _events(root)
     assert [e["event"] for e in events] == ["ingest", "ingest", "move", "ingest", "delete", "delete"]
     assert events[4]["reason"].startswith("its file was replaced") and "vanished" in events[5]["reason"]
-    assert custody.verify_audit(root).ok
+    assert audit.verify_audit(root).ok
     # Both indexes hold the one recording left, and nothing of the retired ones.
     (sha, row), = catalog(root).items()
     with sqlite3.connect(root / "catalog.sqlite") as db:
@@ -163,7 +163,7 @@ def test_a_watcher_that_was_down_catches_up_on_start(tmp_path, embedder):
     assert {r["file_name"]: Path(r["path"]).name for r in catalog(root).values()} == {
         "kept.wav": "moved.wav", "added.wav": "added.wav"}
     assert gone_sha not in catalog(root)
-    assert custody.verify_audit(root).ok
+    assert audit.verify_audit(root).ok
 
 
 def test_earmark_watch_from_the_command_line(tmp_path):

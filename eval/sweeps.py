@@ -52,7 +52,7 @@ def _memoised() -> dict:
     options, which no number swept here changes. Returns the counters."""
     from pipeline import answer, llm, prompts
 
-    counts = {"generated": 0, "reused": 0}
+    counts = {"generated": 0, "reused": 0, "prompt tokens": []}
     generate, reply_json, search, kept, found = answer._generate, llm.reply_json, answer.search, {}, {}
 
     def searched(library, embedder, question, options):
@@ -71,12 +71,29 @@ def _memoised() -> dict:
             kept[key] = make()
         return kept[key]
 
-    answer._generate = lambda question, hits, options, on_token=None: remembered(
-        ("answer", question, prompts.passages(hits)), lambda: generate(question, hits, options, None))
+    def answered(question, hits, options, on_token=None):
+        counts["prompt tokens"].append(_prompt_size(question, hits, options))
+        return remembered(("answer", question, prompts.passages(hits)),
+                          lambda: generate(question, hits, options, None))
+
+    answer._generate = answered
     llm.reply_json = lambda prompt, schema, options=None, **v: remembered(
         (prompt, json.dumps(schema, sort_keys=True), json.dumps(v, sort_keys=True)),
         lambda: reply_json(prompt, schema, options, **v))
     return counts
+
+
+def _prompt_size(question: str, hits: list, options) -> int | None:
+    """Tokens of the answer prompt the model reads for these hits (what its reading time grows with:
+    about 70 tokens a second on 2 cores, issue 24); None for a backend that is not llama.cpp."""
+    from pipeline import llm, prompts
+
+    chat = llm.chat_model(options)
+    if not isinstance(chat, llm.ChatLlamaCpp):
+        return None
+    messages = prompts.load("answer").format_messages(passages=prompts.passages(hits), question=question)
+    return len(llm._prompt_tokens(llm._llama(chat.model_path, chat.n_ctx, chat.n_threads),
+                                  [{"role": llm._ROLES.get(m.type, "user"), "content": m.content} for m in messages]))
 
 
 def _set(name: str, value, options):
@@ -116,7 +133,7 @@ def sweep(library: Path, knobs: list[str], questions: list[dict], progress=print
         default, rows = default_of(name), []
         for value in KNOBS[name]:
             options, restore = _set(name, value, AnswerOptions())
-            started = time.monotonic()
+            started, counts["prompt tokens"] = time.monotonic(), []
             try:
                 answers = {q["id"]: ask(lib, embedder, q["question"], options).to_json() for q in questions}
             finally:
@@ -127,12 +144,31 @@ def sweep(library: Path, knobs: list[str], questions: list[dict], progress=print
                          "abstention (unanswerable)": a["abstention_rate"],
                          "citations supported": a["citation_support"],
                          "wrong": sorted(r["id"] for r in a["per_question"] if not r["correct"]),
+                         **_tokens(counts["prompt tokens"]),
                          "seconds": round(time.monotonic() - started, 1)})
             progress(f"{name} = {value}: {rows[-1]['answers correct (answerable)']:.2f} / "
-                     f"{rows[-1]['abstention (unanswerable)']:.2f} ({counts})")
-        out[name] = {"default": default, "rows": rows}
+                     f"{rows[-1]['abstention (unanswerable)']:.2f} (generated {counts['generated']}, "
+                     f"reused {counts['reused']})")
+        out[name] = {"default": default, "rows": rows, "commit": f"commit {_commit()}"}
         done(out)  # (the report so far: a long run stopped midway keeps the numbers it finished)
     return out
+
+
+def _tokens(sizes: list) -> dict:
+    """p50 and p95 of the answer prompts' sizes in tokens (None where they are not known)."""
+    import numpy as np
+
+    sizes = [n for n in sizes if n is not None]
+    if not sizes:
+        return {"prompt tokens p50": None, "prompt tokens p95": None}
+    return {"prompt tokens p50": int(np.percentile(sizes, 50)), "prompt tokens p95": int(np.percentile(sizes, 95))}
+
+
+def _commit() -> str | None:
+    import subprocess
+
+    shown = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=EVAL_DIR.parent, capture_output=True, text=True)
+    return shown.stdout.strip() or None
 
 
 # The answer path: what turns a question and its hits into a checked answer (search is not in it).
@@ -156,24 +192,29 @@ def answer_path_size(before: str | None) -> list[dict]:
 
 
 FIGURES = ("answers correct (answerable)", "abstention (unanswerable)", "citations supported")
+SIZES = ("prompt tokens p50", "prompt tokens p95")  # what the model reads (runs before these: not kept)
 
 
 def verdict(rows: list[dict]) -> str:
-    """What the sweep says of a number: whether any value beats its default on both answer figures, and
-    whether moving it either way changes anything."""
+    """What the sweep says of a number: whether any value beats its default on every figure, and
+    whether moving it either way changes anything; values that tie it are named, with the size of
+    the prompts they give the model where it was measured (a tie that reads less is faster)."""
     base = next(r for r in rows if r["default"])
-    key = lambda r: (r[FIGURES[0]] or 0, r[FIGURES[1]] or 0)  # noqa: E731
+    key = lambda r: tuple(r[f] or 0 for f in FIGURES)  # noqa: E731
     better = [r for r in rows if all(a >= b for a, b in zip(key(r), key(base))) and key(r) != key(base)]
     if better:
-        return "a value other than the default does as well or better on both: " + \
+        return "a value other than the default does as well or better on every figure: " + \
             ", ".join(str(r["value"]) for r in better)
     if all(r["wrong"] == base["wrong"] for r in rows):
         return "no value changes any answer: the number decides nothing on dev"
-    return "the default is best on dev among the values tried"
+    ties = [r for r in rows if not r["default"] and key(r) == key(base)]
+    size = lambda r: f" ({r[SIZES[0]]} prompt tokens p50)" if r.get(SIZES[0]) is not None else ""  # noqa: E731
+    return "the default is best on dev among the values tried" + \
+        ("; " + ", ".join(f"{r['value']}{size(r)}" for r in ties) + f" tie it{size(base)}" if ties else "")
 
 
 def markdown(result: dict, command: str) -> str:
-    lines = ["# Sweeps of the answer path's numbers, on dev", "", f"Command: `{command}`", "",
+    lines = ["# Sweeps of the answer path's numbers, on dev", "", f"Command (the latest run; numbers an earlier run swept are kept, each with its commit): `{command}`", "",
              "Each number set to each value, the others at their defaults; every dev question asked again "
              f"({result['n']} questions: {result['n_answerable']} answerable, {result['n_unanswerable']} not). "
              "Test is never swept. The default value is in bold.", ""]
@@ -186,12 +227,15 @@ def markdown(result: dict, command: str) -> str:
         total = [sum(r[k] or 0 for r in size) for k in ("before", "now")]
         lines += [f"| total | {total[0] if before else '—'} | {total[1]} |", ""]
     for name, knob in result["knobs"].items():
+        sizes = [f for f in SIZES if any(r.get(f) is not None for r in knob["rows"])]
         lines += [f"## `{name}` (default {knob['default']})", "", f"![{name}]({name}.png)", "",
-                  f"Verdict: {verdict(knob['rows'])}.", "",
-                  "| value | " + " | ".join(FIGURES) + " | wrong |", "|---|" + "---|" * (len(FIGURES) + 1)]
+                  f"Verdict: {verdict(knob['rows'])}." +
+                  (f" Measured at: {knob['commit']}." if knob.get("commit") else ""), "",
+                  "| value | " + " | ".join(FIGURES + tuple(sizes)) + " | wrong |",
+                  "|---|" + "---|" * (len(FIGURES) + len(sizes) + 1)]
         for r in knob["rows"]:
             v = f"**{r['value']}**" if r["default"] else str(r["value"])
-            cells = ["—" if r[f] is None else f"{r[f]:.2f}" for f in FIGURES]
+            cells = ["—" if r[f] is None else f"{r[f]:.2f}" for f in FIGURES] + [str(r.get(f, "—")) for f in sizes]
             lines.append(f"| {v} | " + " | ".join(cells) + f" | {', '.join(r['wrong'])} |")
         lines.append("")
     return "\n".join(lines)
@@ -218,6 +262,15 @@ def plot(name: str, knob: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def kept_knobs(report: Path, questions: Path) -> dict:
+    """The numbers an earlier run into the same report swept on the same questions: a run of some
+    numbers adds to the report, replacing only those it sweeps again (each says its commit)."""
+    if not report.exists():
+        return {}
+    earlier = json.loads(report.read_text())
+    return earlier.get("knobs", {}) if Path(earlier.get("set", "")).name == questions.name else {}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--library", type=Path, required=True, help="a library of the real recordings")
@@ -237,12 +290,13 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m earmark_eval.sweeps --library DIR --out " + str(args.out) + \
         ("" if knobs == list(KNOBS) else f" --knobs {args.knobs}") + (f" --before {args.before}" if args.before else "")
     args.out.mkdir(parents=True, exist_ok=True)
+    earlier = kept_knobs(args.out / "report.json", args.set)
 
     def write(knobs_out: dict) -> None:
         result = {"set": str(args.set), "n": len(questions),
                   "n_answerable": sum(q.get("answerable", True) for q in questions),
                   "n_unanswerable": sum(not q.get("answerable", True) for q in questions),
-                  "knobs": knobs_out, "wall_seconds": round(time.monotonic() - started, 1),
+                  "knobs": {**earlier, **knobs_out}, "wall_seconds": round(time.monotonic() - started, 1),
                   "before": args.before, "answer_path": answer_path_size(args.before)}
         (args.out / "report.json").write_text(json.dumps(result, indent=1))
         for name, knob in knobs_out.items():

@@ -313,6 +313,30 @@ def test_a_sweep_refuses_the_test_split_and_reads_its_curves():
     assert "default is best" in sweeps.verdict(trade)
     better = [row(0.1, 0.8, 0.8, []), row(0.2, 0.8, 0.7, ["q1"], True)]
     assert "0.1" in sweeps.verdict(better)
+    # The same figures with other answers wrong is a tie, named with what each gives the model to read.
+    tie = [row(0.1, 0.8, 0.7, ["q2"]), row(0.2, 0.8, 0.7, ["q1"], True), row(0.3, 0.7, 0.7, ["q1", "q3"])]
+    tie[0]["prompt tokens p50"], tie[1]["prompt tokens p50"] = 250, 290
+    assert sweeps.verdict(tie) == ("the default is best on dev among the values tried; "
+                                   "0.1 (250 prompt tokens p50) tie it (290 prompt tokens p50)")
+
+
+def test_a_sweep_of_some_numbers_keeps_the_others_and_shows_what_the_model_reads(tmp_path):
+    """A run of some numbers adds to the report of the same questions (the rest keep their rows and
+    commit), never to another set's; a row's prompt sizes are shown where they were measured."""
+    from earmark_eval import sweeps
+    from earmark_eval.splits import SPLITS
+
+    row = {"value": 4, "default": True, "answers correct (answerable)": 0.8, "abstention (unanswerable)": 0.7,
+           "citations supported": 1.0, "wrong": ["q1"], "prompt tokens p50": 310, "prompt tokens p95": 622}
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"set": str(SPLITS["dev"]), "knobs": {"answer.READINGS": {"default": 2, "rows": []}}}))
+    assert list(sweeps.kept_knobs(report, SPLITS["dev"])) == ["answer.READINGS"]
+    assert sweeps.kept_knobs(report, tmp_path / "other.jsonl") == {}
+    assert sweeps.kept_knobs(tmp_path / "none.json", SPLITS["dev"]) == {}
+    text = sweeps.markdown({"n": 60, "n_answerable": 51, "n_unanswerable": 9, "knobs": {
+        "answer.FOCUS_SENTENCES": {"default": 4, "rows": [row], "commit": "commit abc1234"}}}, "cmd")
+    assert "| **4** | 0.80 | 0.70 | 1.00 | 310 | 622 | q1 |" in text and "Measured at: commit abc1234." in text
+    assert sweeps._tokens([300, None, 100, 200]) == {"prompt tokens p50": 200, "prompt tokens p95": 290}
 
 
 def test_the_scale_archive_is_made_of_distinct_blocks_each_its_own_passages():

@@ -175,7 +175,7 @@ class SpeakerByDeed:
         schema = {"type": "object", "properties": {"speaker": {"type": "string", "enum": labels}},
                   "required": ["speaker"]}
         label = reply_or_nothing("speaker", schema, llm, passage="\n".join(s.evidence for s in spans if s.speaker),
-                           deed=self.deed, labels=", ".join(labels)).get("speaker")
+                                 deed=self.deed, labels=", ".join(labels)).get("speaker")
         return label if label in labels else None
 
 

@@ -77,6 +77,46 @@ def spanish_library(tmp_path_factory, embedder):
                       SAMPLES / "librispeech-1995-1837-0001.wav"])
 
 
+# The Spanish clip as Whisper base transcribed it (its words and times) and an English translation in
+# three pieces as it wrote it on the machine these tests were written on. Whisper's translation of this
+# clip changes with the CPU it runs on ("of medium grain" there, "the green is medium" on an AVX2-only
+# EPYC), and the tests that read it are about how earmark checks an answer against two renderings,
+# not about Whisper: they read this transcript, ingested through the real store, index and embedder.
+SPANISH_SPOKEN = [(0.628, 4.508, "las arenas son blancasinas de grano medio",
+                   [(0.628, 1.048), (1.048, 1.508), (1.508, 1.808), (1.808, 2.768), (2.768, 3.728), (3.728, 4.048),
+                    (4.048, 4.508)]),
+                  (5.072, 7.712, "y tiene muy poca cistercia.",
+                   [(5.072, 5.652), (5.652, 5.872), (5.872, 6.292), (6.292, 6.732), (6.732, 7.712)])]
+SPANISH_ENGLISH = [(0.628, 2.628, "The sands are white and fine,"), (2.628, 4.628, "of middle grain,"),
+                   (5.072, 8.072, "and it has very little cistercia.")]
+
+
+@pytest.fixture(scope="session")
+def spanish_written(tmp_path_factory, embedder):
+    """A library of the Spanish clip with the transcript above (SPANISH_SPOKEN, SPANISH_ENGLISH) beside two
+    English clips transcribed as usual; read-only."""
+    from pipeline.audio import sha256_file
+    from pipeline.records import Segment, Transcript, Word
+    from pipeline.store import Library
+
+    root = tmp_path_factory.mktemp("spanish-written")
+    audio = root / "picovoice-leopard-test-es.wav"
+    shutil.copy(real(audio.name), audio)
+
+    def segment(k, start, end, text, times=None, language="es"):
+        words = tuple(Word(a, b, f" {w}", 0.9) for (a, b), w in zip(times, text.split())) if times else ()
+        return Segment(k, start, end, text, words, language, -0.3, 0.01, 1.1, speaker="SPEAKER_1" if times else None)
+    transcript = Transcript(sha256_file(audio), audio.name, 8.664,
+                            tuple(segment(k, *s) for k, s in enumerate(SPANISH_SPOKEN)), {"name": "base"},
+                            "2026-12-08T00:00:00+00:00",
+                            tuple(segment(k, a, b, t, language="en") for k, (a, b, t) in enumerate(SPANISH_ENGLISH)))
+    lib = Library(root / "library", embedder.name)
+    lib.save_transcript(transcript)  # ingest catalogues and indexes a saved transcript, as after a kill
+    lib.close()
+    return _ingested(root / "library", embedder, [audio, SAMPLES / "jfk-inaugural-1961-excerpt.flac",
+                                                   SAMPLES / "librispeech-1995-1837-0001.wav"])
+
+
 def _ingested(root: Path, embedder, files: list[Path]):
     """A library at root with files ingested, none failed."""
     from pipeline.ingest import ingest

@@ -300,10 +300,10 @@ def test_passages_that_address_a_model_are_recognised(text, injected):
     assert addresses_a_model(text) is injected
 
 
-def test_an_answer_is_checked_against_both_renderings_of_foreign_speech(spanish_library, embedder, judge):
+def test_an_answer_is_checked_against_both_renderings_of_foreign_speech(spanish_written, embedder, judge):
     """Spanish speech, its English translation: an answer copied from either is verified, and the
     citation quotes the Spanish words spoken; an answer neither rendering holds is withheld."""
-    lib = spanish_library
+    lib = spanish_written
     question = "How coarse is the grain of the sand?"
     # Search returns a moment once; each rendering is found alone by its own words.
     translated = search(lib, embedder, "sand grain", SearchOptions(mode="lexical"))[0]
@@ -321,16 +321,16 @@ def test_an_answer_is_checked_against_both_renderings_of_foreign_speech(spanish_
         assert narrow(lib, judge, 1, hit, spans, question, "The grain is coarse and black.") is None
 
 
-def test_spoken_foreign_speech_is_judged_relevant_by_its_english_rendering(spanish_library, embedder, judge):
+def test_spoken_foreign_speech_is_judged_relevant_by_its_english_rendering(spanish_written, embedder, judge):
     """Multilingual search finds the Spanish words spoken; the English judge reads their translation."""
     question = "How coarse is the grain of the sand?"
-    spoken = search(spanish_library, embedder, "arenas grano medio", SearchOptions(mode="lexical"))[0]
+    spoken = search(spanish_written, embedder, "arenas grano medio", SearchOptions(mode="lexical"))[0]
     assert spoken.file == "picovoice-leopard-test-es.wav" and not spoken.translated
-    english = " ".join(_english(spanish_library, spoken))
+    english = " ".join(_english(spanish_written, spoken))
     assert "grain" in english and "grano" not in english
     floor = AnswerOptions().min_relevance
     assert relevant(judge, question, [spoken], floor) == []  # Spanish words, read by an English model
-    assert relevant(judge, question, [spoken], floor, english=lambda h: _english(spanish_library, h)) == [spoken]
+    assert relevant(judge, question, [spoken], floor, english=lambda h: _english(spanish_written, h)) == [spoken]
 
 
 def test_a_question_far_from_every_passage_is_never_put_to_the_model(sample_library, embedder, monkeypatch):
@@ -530,7 +530,7 @@ def test_a_translation_hit_shows_each_spoken_sentence_rendered_once(spanish_libr
     assert hit.text.count(f"<{spoken[0].text.strip()}>") == 1 and "(machine translation: <" in hit.text
 
 
-def test_an_answer_only_the_model_s_rendering_attests_cites_the_whole_sentence_rendered(spanish_library,
+def test_an_answer_only_the_model_s_rendering_attests_cites_the_whole_sentence_rendered(spanish_written,
                                                                                        embedder, judge):
     """Whisper translated the Spanish sentence in three pieces; the answering model rendered it whole.
     An answer only that rendering holds cites the time of the sentence it rendered, and quotes all of
@@ -542,11 +542,11 @@ def test_an_answer_only_the_model_s_rendering_attests_cites_the_whole_sentence_r
             return [rendering for _ in texts]
 
     question = "How coarse is the grain of the sand?"
-    hit = search(spanish_library, embedder, "sand grain", SearchOptions(mode="lexical"))[0]
-    spoken = sentences(spanish_library.transcript(hit.file_hash).segments)[0]
-    hit, spans = focus(spanish_library, judge, question, hit, translator=Fixed())
+    hit = search(spanish_written, embedder, "sand grain", SearchOptions(mode="lexical"))[0]
+    spoken = sentences(spanish_written.transcript(hit.file_hash).segments)[0]
+    hit, spans = focus(spanish_written, judge, question, hit, translator=Fixed())
     assert hit.translated and len(spans) > 1
-    c = narrow(spanish_library, judge, 1, hit, spans, question, "medium-grained")
+    c = narrow(spanish_written, judge, 1, hit, spans, question, "medium-grained")
     assert c is not None and c.start <= spoken.start + 0.1 and c.end >= spoken.end - 0.1
     assert "grano medio" in c.text and c.text.startswith("las arenas")
 

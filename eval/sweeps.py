@@ -92,8 +92,7 @@ def _prompt_size(question: str, hits: list, options) -> int | None:
     if not isinstance(chat, llm.ChatLlamaCpp):
         return None
     messages = prompts.load("answer").format_messages(passages=prompts.passages(hits), question=question)
-    return len(llm._prompt_tokens(llm._llama(chat.model_path, chat.n_ctx, chat.n_threads),
-                                  [{"role": llm._ROLES.get(m.type, "user"), "content": m.content} for m in messages]))
+    return len(llm._prompt_tokens(llm._llama(chat.model_path, chat.n_ctx, chat.n_threads), llm.as_dicts(messages)))
 
 
 def _set(name: str, value, options):

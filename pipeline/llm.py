@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 _ROLES = {"human": "user", "ai": "assistant", "system": "system"}
 
 
+def as_dicts(messages: list[BaseMessage]) -> list[dict]:
+    """LangChain messages as the role/content dicts llama-cpp-python's chat completion takes."""
+    return [{"role": _ROLES.get(m.type, "user"), "content": m.content} for m in messages]
+
+
 # One llama.cpp context must not run two generations at once; the server answers on one thread, but a
 # search that names a speaker by their words asks the model too, from the thread that searches.
 _GENERATING = threading.Lock()
@@ -133,7 +138,7 @@ def _restore_prefix(llama, model_path: str, n_threads: int) -> None:
 
     def rendered(passages: str, question: str) -> list[int]:
         messages = prompts.load("answer").format_messages(passages=passages, question=question)
-        return _prompt_tokens(llama, [{"role": _ROLES.get(m.type, "user"), "content": m.content} for m in messages])
+        return _prompt_tokens(llama, as_dicts(messages))
 
     a, b = rendered("[1] a.wav 00:00-00:01: Yes.", "Who?"), rendered("[1] b.mp3 01:00-01:09: No, never.", "When?")
     shared = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
@@ -190,7 +195,7 @@ class ChatLlamaCpp(BaseChatModel):
 
     def _request(self, messages: list[BaseMessage], stop: list[str] | None, **kwargs: Any) -> dict:
         return {
-            "messages": [{"role": _ROLES.get(m.type, "user"), "content": m.content} for m in messages],
+            "messages": as_dicts(messages),
             "temperature": self.temperature, "max_tokens": kwargs.get("max_tokens", self.max_tokens),
             "stop": stop, "response_format": kwargs.get("response_format"),
         }
